@@ -1,0 +1,3 @@
+from coatbench.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""The `coatbench` command: thin Typer declarations over the library.
+
+torch is imported inside the commands, never at module level, so `coatbench --help`
+answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from coatbench.config import Downsample, Norm
+from coatbench.errors import CoatbenchError
+from coatbench.render import OutputFormat, billions, emit, millions, print_error, signed_percent
+
+app = typer.Typer(
+    help="Measure what CoAtNet's architecture choices cost on your hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+MACS_NOTE = "MACs = multiply-adds, what the paper calls FLOPs; FLOPs = 2 x MACs."
+
+# The ablation knobs, shared by every command that builds a model.
+Model = Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7 (coatnet_2 and CoAtNet-2 work too).")]
+HeadSize = Annotated[Optional[int], typer.Option(help="Attention head size [default: 32; 64 for -5; 128 for -6/7].")]
+NormOpt = Annotated[Optional[Norm], typer.Option("--norm", help="Norm inside MBConv blocks (Table 8) [default: bn].")]
+Layout = Annotated[Optional[str], typer.Option(help="Blocks per stage S0..S4, e.g. 2,2,8,12,2, or v0|v1|v2 (Table 7).")]
+Blocks = Annotated[Optional[str], typer.Option(help="Block type of S1..S4: C-C-C-C, C-C-C-T, C-C-T-T or C-T-T-T.")]
+RelAttn = Annotated[
+    Optional[bool], typer.Option("--rel-attn/--no-rel-attn", help="Relative position bias (Table 6) [default: on].")
+]
+DownsampleOpt = Annotated[
+    Optional[Downsample], typer.Option("--downsample", help="MBConv stride in the 1x1 conv (Eqn 5) or the dwconv (Table 9).")
+]
+ImageSize = Annotated[Optional[int], typer.Option(help="Input resolution, a multiple of 32 [default: 224].")]
+NumClasses = Annotated[Optional[int], typer.Option(help="Classifier outputs [default: 1000].")]
+Format = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+
+
+@app.command()
+def models(fmt: Format = OutputFormat.TABLE) -> None:
+    """Every CoAtNet variant counted, beside the params and FLOPs the paper reports."""
+    from coatbench.paper import counts_vs_paper
+
+    rows = counts_vs_paper()
+    raw = [
+        {
+            "model": r.model,
+            "image_size": r.image_size,
+            "downsample": r.downsample,
+            "params": r.params,
+            "macs": r.macs,
+            "flops": 2 * r.macs,
+            "paper_params": r.paper_params,
+            "paper_macs": r.paper_macs,
+            "params_diff": r.params_diff,
+            "macs_diff": r.macs_diff,
+            "source": r.source,
+        }
+        for r in rows
+    ]
+    table = [
+        {
+            "model": r.model,
+            "size": str(r.image_size),
+            "downsample": r.downsample,
+            "params": millions(r.params),
+            "paper": millions(r.paper_params),
+            "diff": signed_percent(r.params_diff),
+            "GMACs": billions(r.macs),
+            "paper GMACs": billions(r.paper_macs),
+            "diff ": signed_percent(r.macs_diff),
+            "source": r.source,
+        }
+        for r in rows
+    ]
+    emit(fmt, raw, table, title="CoAtNet family vs the paper", notes=[MACS_NOTE])
+
+
+@app.command()
+def count(
+    model: Model,
+    head_size: HeadSize = None,
+    norm: NormOpt = None,
+    layout: Layout = None,
+    blocks: Blocks = None,
+    rel_attn: RelAttn = None,
+    downsample: DownsampleOpt = None,
+    image_size: ImageSize = None,
+    num_classes: NumClasses = None,
+    fmt: Format = OutputFormat.TABLE,
+) -> None:
+    """Params, MACs and a per-stage breakdown of one model."""
+    from coatbench.config import build_config
+    from coatbench.counting import count as count_model
+
+    config = build_config(
+        model,
+        head_size=head_size,
+        norm=norm,
+        layout=layout,
+        blocks=blocks,
+        rel_attn=rel_attn,
+        downsample=downsample,
+        image_size=image_size,
+        num_classes=num_classes,
+    )
+    result = count_model(config)
+    if fmt is not OutputFormat.TABLE:
+        emit(fmt, [result.as_dict()], [])
+        return
+    spec = ", ".join(f"{k}={v}" for k, v in config.spec().items() if k != "model")
+    stages = [
+        {"stage": name, "GMACs": billions(macs), "share": f"{macs / result.macs:.1%}"}
+        for name, macs in result.by_stage.items()
+    ]
+    stages.append({"stage": "total", "GMACs": billions(result.macs), "share": "100.0%"})
+    notes = [
+        f"params {result.params:,} ({millions(result.params)}); {billions(result.macs)} GMACs = "
+        f"{billions(result.flops)} GFLOPs forward; {billions(result.train_flops)} GFLOPs per training image (fwd+bwd)",
+        f"uncounted ops: {result.uncounted_ops or 'none'}. {MACS_NOTE}",
+        f"counter: {result.counter}",
+    ]
+    emit(fmt, [], stages, title=f"{config.name}, one image: {spec}", notes=notes)
+
+
+def main() -> None:
+    """Entry point: the one place where known errors become a one-line message and exit 2."""
+    try:
+        exit_code = app(standalone_mode=False)
+    except CoatbenchError as error:
+        print_error(str(error))
+        sys.exit(2)
+    except typer.Abort:
+        print_error("interrupted")
+        sys.exit(130)
+    except typer.TyperException as error:  # bad option value, missing argument, ...
+        print_error(f"{error.format_message()} (see --help)")
+        sys.exit(2)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

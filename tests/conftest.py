@@ -1,0 +1,30 @@
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def cli():
+    """Run the real `coatbench` entry point in a subprocess; returns the CompletedProcess."""
+
+    def run(*args: str, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "coatbench", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout,
+        )
+
+    return run
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from conftest import assert_one_line_error
+
+JSON_KEYS = {
+    "model", "image_size", "head_size", "norm", "layout", "blocks", "rel_attn", "downsample",
+    "params", "macs", "flops", "train_flops", "by_stage", "uncounted_ops", "counter",
+}
+
+
+def test_count_json(cli):
+    result = cli("count", "coatnet_2", "--head-size", "64", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert JSON_KEYS <= row.keys()
+    assert row["model"] == "coatnet-2" and row["head_size"] == 64
+    assert row["flops"] == 2 * row["macs"] and row["uncounted_ops"] == {}
+    assert "fvcore" in row["counter"]
+
+
+def test_count_table_states_the_convention(cli):
+    result = cli("count", "coatnet-0", "--layout", "v2", "--no-rel-attn")
+    assert result.returncode == 0, result.stderr
+    assert "layout=2,2,8,12,2" in result.stdout and "rel_attn=False" in result.stdout
+    assert "MACs = multiply-adds" in result.stdout and "stage3" in result.stdout
+
+
+@pytest.mark.slow
+def test_models_json_lists_the_family_against_the_paper(cli):
+    result = cli("models", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["model"] for r in rows} == {f"coatnet-{i}" for i in range(8)}
+    compared = [r for r in rows if r["paper_macs"]]
+    assert len(compared) == 17
+    assert all(abs(r["macs_diff"]) < 0.03 for r in compared)
+
+
+def test_models_csv(cli):
+    result = cli("models", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split(",")
+    assert header[:5] == ["model", "image_size", "downsample", "params", "macs"]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["count", "coatnet-9"], ["unknown model", "coatnet-0"]),
+        (["count", "coatnet-2", "--head-size", "48"], ["head size 48", "divisor"]),
+        (["count", "coatnet-2", "--image-size", "100"], ["multiple of 32"]),
+        (["count", "coatnet-2", "--layout", "v9"], ["invalid layout", "v0"]),
+        (["count", "coatnet-2", "--layout", "2,2,6"], ["five positive"]),
+        (["count", "coatnet-2", "--blocks", "T-T-C-C"], ["invalid blocks"]),
+        (["count", "coatnet-2", "--norm", "gn"], ["--norm"]),
+        (["count", "coatnet-2", "--head-size", "abc"], ["--head-size"]),
+        (["count"], ["Missing argument"]),
+        (["count", "coatnet-2", "--format", "yaml"], ["--format"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(cli, args, needles):
+    assert_one_line_error(cli(*args), *needles)
+
+
+def test_help_is_fast_and_lists_commands(cli):
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "count" in result.stdout and "models" in result.stdout
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv=['coatbench','--help'];\ntry:\n from coatbench.cli import main; main()\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
