@@ -7,13 +7,17 @@ answers at once.
 from __future__ import annotations
 
 import sys
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from coatbench.config import Downsample, Norm
+from coatbench.config import Downsample, Norm, build_config
+from coatbench.options import DeviceKind, Dtype, Execution, Mode
+from coatbench.progress import plan_notes, run_plan
 from coatbench.errors import CoatbenchError
-from coatbench.render import OutputFormat, billions, emit, millions, print_error, signed_percent
+from coatbench.render import OutputFormat, billions, emit, millions, print_error, signed_percent, speed_rows
 
 app = typer.Typer(
     help="Measure what CoAtNet's architecture choices cost on your hardware.",
@@ -95,7 +99,6 @@ def count(
     fmt: Format = OutputFormat.TABLE,
 ) -> None:
     """Params, MACs and a per-stage breakdown of one model."""
-    from coatbench.config import build_config
     from coatbench.counting import count as count_model
 
     config = build_config(
@@ -126,6 +129,74 @@ def count(
         f"counter: {result.counter}",
     ]
     emit(fmt, [], stages, title=f"{config.name}, one image: {spec}", notes=notes)
+
+
+class ModeChoice(str, Enum):
+    TRAIN = "train"
+    INFER = "infer"
+    BOTH = "both"
+
+
+@app.command()
+def speed(
+    model: Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7.")] = "coatnet-2",
+    head_size: HeadSize = None,
+    norm: NormOpt = None,
+    layout: Layout = None,
+    blocks: Blocks = None,
+    rel_attn: RelAttn = None,
+    downsample: DownsampleOpt = None,
+    image_size: ImageSize = None,
+    num_classes: NumClasses = None,
+    device: Annotated[DeviceKind, typer.Option(help="auto picks a GPU when there is one.")] = DeviceKind.AUTO,
+    mode: Annotated[ModeChoice, typer.Option(help="Training step, inference, or both.")] = ModeChoice.BOTH,
+    batch_sizes: Annotated[
+        Optional[str], typer.Option(help="Per-core batch sizes [default: 32,64,128,256; 1,2 on a CPU].")
+    ] = None,
+    dtype: Annotated[Optional[Dtype], typer.Option(help="Autocast dtype [default: bf16; fp32 on a CPU].")] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the eager step in a CUDA graph.")] = False,
+    min_time: Annotated[Optional[float], typer.Option(help="Timed seconds per cell, at least [default: 2; 1 on a CPU].")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Stop refining the CI after this many timed seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Give up on a cell after this many seconds [default: 900].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to [default: results/runs/speed-<time>.jsonl].")] = None,
+    fmt: Format = OutputFormat.TABLE,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress, only the result.")] = False,
+) -> None:
+    """Training and inference throughput across per-core batch sizes, with honest statistics."""
+    from coatbench.results import default_path
+    from coatbench.sweep import make_plan, parse_batch_sizes
+
+    if compile and cuda_graphs:
+        raise CoatbenchError("--compile and --cuda-graphs are separate execution modes: pick one")
+    execution = Execution.COMPILE if compile else Execution.CUDA_GRAPHS if cuda_graphs else Execution.EAGER
+    config = build_config(
+        model,
+        head_size=head_size,
+        norm=norm,
+        layout=layout,
+        blocks=blocks,
+        rel_attn=rel_attn,
+        downsample=downsample,
+        image_size=image_size,
+        num_classes=num_classes,
+    )
+    plan = make_plan(
+        [config],
+        device=device,
+        modes=[Mode.TRAIN, Mode.INFER] if mode is ModeChoice.BOTH else [Mode(mode.value)],
+        batch_sizes=None if batch_sizes is None else parse_batch_sizes(batch_sizes),
+        dtype=dtype,
+        executions=[execution],
+        channels_last=channels_last,
+        min_time=min_time,
+        max_time=max_time,
+        timeout=timeout,
+        out=out or default_path(),
+    )
+    rows = run_plan(plan, quiet=quiet)
+    emit(fmt, rows, speed_rows(rows), title=f"Throughput on {plan.device.type}", notes=plan_notes(plan))
 
 
 def main() -> None:

@@ -72,3 +72,49 @@ def millions(n: float | None) -> str:
 
 def billions(n: float | None) -> str:
     return "-" if n is None else f"{n / 1e9:,.2f}"
+
+
+def variant_label(spec: dict) -> str:
+    """The model and every knob that differs from its paper default, e.g. "coatnet-2 head 64"."""
+    from coatbench.config import build_config
+
+    default = build_config(spec["model"], image_size=spec["image_size"]).spec()
+    changed = [
+        f"{key.replace('_', ' ')} {spec[key]}"
+        for key in ("head_size", "norm", "layout", "blocks", "rel_attn", "downsample", "num_classes")
+        if spec.get(key) != default[key]
+    ]
+    return " ".join([spec["model"], *changed]) + ("" if spec["image_size"] == 224 else f" @{spec['image_size']}")
+
+
+def throughput_cell(row: dict) -> str:
+    """"1234.5 +-1.2%" (images/s per core and the 95% CI of the median), or the status."""
+    if row["status"] != "ok":
+        return row["status"].upper()
+    t = row["throughput"]
+    ci = "" if t["ci95_rel"] is None else f" +-{t['ci95_rel'] * 100:.1f}%"
+    return f"{t['images_per_s']:,.1f}{ci}"
+
+
+def speed_rows(rows: Sequence[dict]) -> list[dict[str, str]]:
+    table = []
+    for row in rows:
+        spec, ok = row["spec"], row["status"] == "ok"
+        compute = row.get("compute", {})
+        peak = row.get("memory", {}).get("peak_bytes")
+        table.append(
+            {
+                "variant": variant_label(spec),
+                "mode": spec["mode"],
+                "execution": spec["execution"],
+                "dtype": spec["dtype"],
+                "batch/core": str(spec["batch_per_core"]),
+                "images/s/core (95% CI)": throughput_cell(row),
+                "step ms": f"{row['throughput']['step_time_s'] * 1e3:.1f}" if ok else "-",
+                "TFLOP/s": f"{compute['tflops']:.1f}" if ok else "-",
+                "MFU": f"{compute['mfu']:.1%}" if ok and compute.get("mfu") is not None else "-",
+                "peak mem": f"{peak / 2**30:.2f} GiB" if peak else "-",
+                "compile/1st step": f"{row['timing']['first_step_s']:.1f} s" if row["timing"]["first_step_s"] else "-",
+            }
+        )
+    return table

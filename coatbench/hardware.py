@@ -1,0 +1,190 @@
+"""Which device to run on, how to wait for it, what it can do at best, and what it is."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+
+from coatbench.errors import CoatbenchError
+from coatbench.options import DeviceKind
+
+
+def resolve_device(kind: DeviceKind) -> torch.device:
+    if kind is DeviceKind.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if kind is DeviceKind.CUDA and not torch.cuda.is_available():
+        raise CoatbenchError("--device cuda asked for, but torch sees no CUDA GPU: use --device cpu or auto")
+    return torch.device(kind.value)
+
+
+class BlockTimer:
+    """Wall time of a block of steps, closed by a device synchronisation.
+
+    On CUDA the block is bracketed by events recorded on the stream, so host-side
+    launch jitter before the first kernel is not counted; `stop` waits for the last one.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def start(self) -> None:
+        if self.cuda:
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._end = torch.cuda.Event(enable_timing=True)
+            self._begin.record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        """Seconds since `start`, once the device has finished the block."""
+        if self.cuda:
+            self._end.record()
+            self._end.synchronize()
+            return self._begin.elapsed_time(self._end) / 1e3
+        return time.perf_counter() - self._t0
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak bytes allocated by tensors on the device; None where torch cannot tell (CPU)."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def free_memory(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+# Dense (no sparsity) tensor-core peaks in TFLOP/s, from the vendors' datasheets. Matched
+# against the device name, first match wins; fp32 means TF32 tensor cores are off.
+PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H200", {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9}),
+    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp32": 51.2}),
+    ("H100", {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9}),
+    ("A100", {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5}),
+    ("L40S", {"bf16": 362.1, "fp16": 362.1, "fp32": 91.6}),
+    ("L4", {"bf16": 121.0, "fp16": 121.0, "fp32": 30.3}),
+    ("A10G", {"bf16": 70.0, "fp16": 70.0, "fp32": 31.2}),
+    ("V100", {"fp16": 125.0, "fp32": 15.7}),
+)
+
+
+def peak_tflops(device_name: str, dtype: str) -> float | None:
+    for pattern, peaks in PEAK_TFLOPS:
+        if pattern in device_name:
+            return peaks.get(dtype)
+    return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+@cache
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@cache
+def git_sha() -> str | None:
+    """The commit of the coatbench source tree in use, when it runs from a git checkout
+    (None for an installed copy, even one installed inside some other repository)."""
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package_dir, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or os.path.dirname(package_dir) != os.path.realpath(lines[0]):
+        return None
+    return lines[1]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything about the machine and software that a throughput figure depends on."""
+
+    coatbench: str
+    git_sha: str | None
+    python: str
+    torch: str
+    cuda: str | None
+    cudnn: int | None
+    driver: str | None
+    device_type: str
+    device_name: str
+    device_count: int
+    cpu_model: str
+    cpu_count: int
+    threads: int
+
+    @property
+    def hardware_key(self) -> str:
+        """What must match for two runs to be comparable: device and its count."""
+        return f"{self.device_type}:{self.device_name} x{self.device_count}"
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "hardware_key": self.hardware_key}
+
+
+def nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def fingerprint(device: torch.device, device_count: int = 1) -> Fingerprint:
+    from coatbench import __version__
+
+    cuda = device.type == "cuda"
+    return Fingerprint(
+        coatbench=__version__,
+        git_sha=git_sha(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        cuda=torch.version.cuda if cuda else None,
+        cudnn=torch.backends.cudnn.version() if cuda else None,
+        driver=nvidia_driver() if cuda else None,
+        device_type=device.type,
+        device_name=device_name(device),
+        device_count=device_count,
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count() or 1,
+        threads=torch.get_num_threads(),
+    )

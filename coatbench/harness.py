@@ -1,0 +1,222 @@
+"""Timing one cell: a model, a mode (train or infer) and a per-core batch size.
+
+Pure measurement: it returns a dataclass and prints nothing. The protocol:
+1. build the model and synthetic data on the device (data never crosses the bus again);
+2. time the first step alone: compilation, graph capture, cudnn autotuning live here;
+3. warm up in blocks until two blocks in a row agree within 5%;
+4. time blocks, each closed by a device synchronisation, until the 95% CI of the
+   median is within the target (+-2%) and the minimum time has passed, or the budget ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from coatbench.config import CoAtNetConfig
+from coatbench.errors import CoatbenchError
+from coatbench.hardware import BlockTimer, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
+from coatbench.model import build_model
+from coatbench.options import Dtype, Execution, Mode
+from coatbench.stats import summarize
+
+
+TORCH_DTYPES = {Dtype.FP32: torch.float32, Dtype.BF16: torch.bfloat16, Dtype.FP16: torch.float16}
+
+
+OPTIMIZER = "SGD(lr=0.01, momentum=0.9, foreach)"
+SYNTHETIC_INPUT = "randn images, randint labels, created once on the device"
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: CoAtNetConfig
+    mode: Mode
+    batch_size: int  # per core
+    dtype: Dtype = Dtype.BF16
+    execution: Execution = Execution.EAGER
+    channels_last: bool = True
+
+    def spec(self, device_type: str, devices: int = 1) -> dict:
+        return {
+            **self.config.spec(),
+            "mode": self.mode.value,
+            "batch_per_core": self.batch_size,
+            "global_batch": self.batch_size * devices,
+            "devices": devices,
+            "device": device_type,
+            "dtype": self.dtype.value,
+            "execution": self.execution.value,
+            "channels_last": self.channels_last,
+            "input": SYNTHETIC_INPUT,
+            "optimizer": OPTIMIZER if self.mode is Mode.TRAIN else None,
+        }
+
+
+@dataclass(frozen=True)
+class Budget:
+    min_time: float = 2.0  # seconds of timed blocks, at least
+    max_time: float = 30.0  # stop refining the CI after this many timed seconds
+    target_ci: float = 0.02  # stop once the 95% CI of the median is within +-2%
+    min_samples: int = 6  # fewer order statistics cannot bound a 95% CI of the median
+    block_time: float = 0.2  # seconds per timed block, roughly
+    warmup_tolerance: float = 0.05
+    max_warmup_time: float = 60.0  # after compilation
+    timeout: float = 900.0  # the whole cell, compilation included
+
+
+@dataclass
+class Measurement:
+    status: str  # ok | oom | timeout
+    samples: list[float] = field(default_factory=list)  # images/s per core, one per timed block
+    block_steps: int = 0
+    first_step_s: float | None = None  # compilation / capture / autotuning, timed apart
+    warmup_s: float | None = None
+    warmup_steps: int = 0
+    warmup_stable: bool = False
+    peak_memory_bytes: int | None = None
+    message: str = ""
+
+
+class CellTimeout(Exception):
+    pass
+
+
+def build_step(cell: Cell, device: torch.device) -> Callable[[], None]:
+    """One training or inference step on fixed synthetic data, ready to call repeatedly."""
+    config, batch = cell.config, cell.batch_size
+    memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
+    model = build_model(config, device).to(memory_format=memory_format)
+    images = torch.randn(batch, 3, config.image_size, config.image_size, device=device)
+    images = images.contiguous(memory_format=memory_format)
+    forward = torch.compile(model) if cell.execution is Execution.COMPILE else model
+
+    def autocast():
+        enabled = cell.dtype is not Dtype.FP32
+        return torch.autocast(device.type, dtype=TORCH_DTYPES[cell.dtype], enabled=enabled)
+
+    if cell.mode is Mode.INFER:
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), autocast():
+                forward(images)
+
+    else:
+        model.train()
+        labels = torch.randint(0, config.num_classes, (batch,), device=device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
+        scaler = torch.amp.GradScaler(device.type, enabled=cell.dtype is Dtype.FP16)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                loss = F.cross_entropy(forward(images), labels)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    if cell.execution is Execution.CUDA_GRAPHS:
+        return capture_cuda_graph(step)
+    return step
+
+
+def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:
+    """Capture the whole step (forward, backward, optimizer) once; replay it as one launch."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up off the default stream, as capture requires
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+def check_cell(cell: Cell, device: torch.device) -> None:
+    if cell.batch_size < 1:
+        raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
+    if cell.execution is Execution.CUDA_GRAPHS:
+        if device.type != "cuda":
+            raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
+        if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
+            raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
+
+
+def measure(
+    cell: Cell,
+    device: torch.device,
+    budget: Budget = Budget(),
+    before_step: Callable[[int], None] | None = None,
+) -> Measurement:
+    """Time `cell` on `device`. Out of memory and running past `budget.timeout` are results.
+
+    `before_step(i)` runs before the i-th step: a hook for progress or fault injection.
+    """
+    check_cell(cell, device)
+    started = time.perf_counter()
+    result = Measurement(status="ok")
+    steps_done = 0
+    timer = BlockTimer(device)
+
+    def run_block(steps: int) -> float:
+        nonlocal steps_done
+        if time.perf_counter() - started > budget.timeout:
+            raise CellTimeout
+        timer.start()
+        for _ in range(steps):
+            if before_step is not None:
+                before_step(steps_done)
+            step()
+            steps_done += 1
+        return timer.stop()
+
+    step = None
+    try:
+        t0 = time.perf_counter()
+        step = build_step(cell, device)
+        run_block(1)
+        synchronize(device)
+        result.first_step_s = time.perf_counter() - t0
+
+        # Warm-up: blocks of about `block_time`, until two in a row agree.
+        warm_start = time.perf_counter()
+        step_time = run_block(1)
+        result.block_steps = max(1, round(budget.block_time / step_time))
+        previous = None
+        while time.perf_counter() - warm_start < budget.max_warmup_time:
+            block = run_block(result.block_steps)
+            if previous is not None and abs(block - previous) <= budget.warmup_tolerance * previous:
+                result.warmup_stable = True
+                break
+            previous = block
+        result.warmup_s = time.perf_counter() - warm_start
+        result.warmup_steps = steps_done
+
+        reset_peak_memory(device)
+        timed = 0.0
+        while True:
+            block = run_block(result.block_steps)
+            timed += block
+            result.samples.append(cell.batch_size * result.block_steps / block)
+            enough = len(result.samples) >= budget.min_samples and timed >= budget.min_time
+            if enough and summarize(result.samples).ci_halfwidth_rel <= budget.target_ci:
+                break
+            if timed >= budget.max_time and len(result.samples) >= 2:
+                break
+        result.peak_memory_bytes = peak_memory_bytes(device)
+    except torch.OutOfMemoryError as error:
+        result.status, result.message = "oom", str(error).splitlines()[0][:200]
+    except CellTimeout:
+        result.status = "timeout"
+        result.message = f"exceeded {budget.timeout:.0f} s (after {steps_done} steps)"
+    finally:
+        del step
+        free_memory(device)
+    return result
