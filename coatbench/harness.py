@@ -86,11 +86,12 @@ class CellTimeout(Exception):
     pass
 
 
-def build_step(cell: Cell, device: torch.device) -> Callable[[], None]:
-    """One training or inference step on fixed synthetic data, ready to call repeatedly."""
+def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None = None) -> Callable[[], None]:
+    """One training or inference step on fixed synthetic data, ready to call repeatedly.
+    `model` (built from `cell.config` when None) lets another harness time the same object."""
     config, batch = cell.config, cell.batch_size
     memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
-    model = build_model(config, device).to(memory_format=memory_format)
+    model = (model or build_model(config, device)).to(memory_format=memory_format)
     images = torch.randn(batch, 3, config.image_size, config.image_size, device=device)
     images = images.contiguous(memory_format=memory_format)
     forward = torch.compile(model) if cell.execution is Execution.COMPILE else model
@@ -154,6 +155,7 @@ def measure(
     device: torch.device,
     budget: Budget = Budget(),
     before_step: Callable[[int], None] | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Measurement:
     """Time `cell` on `device`. Out of memory and running past `budget.timeout` are results.
 
@@ -180,7 +182,7 @@ def measure(
     step = None
     try:
         t0 = time.perf_counter()
-        step = build_step(cell, device)
+        step = build_step(cell, device, model)
         run_block(1)
         synchronize(device)
         result.first_step_s = time.perf_counter() - t0
