@@ -31,7 +31,8 @@ class LayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device.type
-        if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+        # (the meta device, used for counting, has no autocast state to ask about)
+        if device == "meta" or not torch.is_autocast_enabled(device):
             return super().forward(x)
         with torch.autocast(device, enabled=False):
             weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)

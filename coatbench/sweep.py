@@ -13,7 +13,7 @@ import torch
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
 from coatbench.errors import CoatbenchError
-from coatbench.harness import Budget, Cell, Measurement, measure
+from coatbench.harness import Budget, Cell, Measurement, check_cell, measure
 from coatbench.hardware import Fingerprint, fingerprint, peak_tflops, resolve_device
 from coatbench.options import DeviceKind, Dtype, Execution, Mode
 from coatbench.results import SCHEMA, append_row
@@ -93,6 +93,8 @@ def make_plan(
         for mode in modes
         for batch in batch_sizes
     )
+    for cell in cells:  # refuse a bad combination before the first cell runs
+        check_cell(cell, target)
     return Plan(cells, target, budget, Path(out), tuple(notes))
 
 

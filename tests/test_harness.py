@@ -1,0 +1,128 @@
+import json
+
+import pytest
+import torch
+
+from conftest import assert_one_line_error
+from coatbench.config import build_config
+from coatbench.errors import CoatbenchError
+from coatbench.harness import Budget, Cell, measure
+from coatbench.options import DeviceKind, Dtype, Execution, Mode
+from coatbench.results import read_rows
+from coatbench.sweep import make_plan, run_sweep
+
+CPU = torch.device("cpu")
+FAST = Budget(min_time=0.05, max_time=0.5, block_time=0.0, max_warmup_time=1.0, min_samples=3)
+TINY = build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_measure_cpu_cell(mode):
+    result = measure(Cell(TINY, mode, 2, Dtype.FP32), CPU, FAST)
+    assert result.status == "ok"
+    assert len(result.samples) >= 3 and all(s > 0 for s in result.samples)
+    assert result.first_step_s > 0 and result.block_steps >= 1
+
+
+def test_out_of_memory_is_a_result_not_a_crash():
+    def fail_on_third_step(step: int) -> None:
+        if step == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+
+    result = measure(Cell(TINY, Mode.TRAIN, 2, Dtype.FP32), CPU, FAST, before_step=fail_on_third_step)
+    assert result.status == "oom" and "injected" in result.message
+    assert result.samples == []
+
+
+def test_cell_past_its_timeout_is_recorded():
+    result = measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, Budget(timeout=1e-9))
+    assert result.status == "timeout"
+
+
+def test_bad_cells_are_refused():
+    with pytest.raises(CoatbenchError, match="batch size must be at least 1"):
+        measure(Cell(TINY, Mode.INFER, 0), CPU, FAST)
+    with pytest.raises(CoatbenchError, match="needs a CUDA device"):
+        measure(Cell(TINY, Mode.INFER, 1, execution=Execution.CUDA_GRAPHS), CPU, FAST)
+
+
+def test_sweep_records_oom_and_goes_on(tmp_path):
+    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3],
+                     min_time=0.05, max_time=0.3, out=tmp_path / "r.jsonl")
+
+    def measure_with_fault(cell, device, budget):
+        def fault(step):
+            if cell.batch_size == 2:
+                raise torch.OutOfMemoryError("injected")
+        return measure(cell, device, budget, before_step=fault)
+
+    result = run_sweep(plan, measure_cell=measure_with_fault)
+    assert [r["status"] for r in result.rows] == ["ok", "oom", "ok"]
+    saved = read_rows(tmp_path / "r.jsonl")
+    assert [r["spec"]["batch_per_core"] for r in saved] == [1, 2, 3]
+    assert "throughput" not in saved[1]
+
+
+def test_interrupted_sweep_keeps_finished_cells(tmp_path):
+    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3],
+                     min_time=0.05, max_time=0.3, out=tmp_path / "r.jsonl")
+
+    def interrupt_third(cell, device, budget):
+        if cell.batch_size == 3:
+            raise KeyboardInterrupt
+        return measure(cell, device, budget)
+
+    result = run_sweep(plan, measure_cell=interrupt_third)
+    assert result.interrupted
+    assert [r["spec"]["batch_per_core"] for r in read_rows(tmp_path / "r.jsonl")] == [1, 2]
+
+
+def test_cpu_plan_says_what_it_scaled_down(tmp_path):
+    plan = make_plan([TINY], device=DeviceKind.CPU, out=tmp_path / "r.jsonl")
+    assert {c.batch_size for c in plan.cells} == {1, 2}
+    assert any("batch sizes 32,64,128,256 -> 1,2" in note for note in plan.scaled_down)
+    explicit = make_plan([TINY], device=DeviceKind.CPU, batch_sizes=[4], dtype=Dtype.FP32,
+                         min_time=1, out=tmp_path / "r.jsonl")
+    assert explicit.scaled_down == ()
+
+
+ROW_FIELDS = {"schema", "timestamp", "status", "spec", "model_size", "timing", "samples", "env",
+              "throughput", "compute", "memory"}
+SPEC_FIELDS = {"model", "image_size", "head_size", "norm", "layout", "blocks", "rel_attn", "downsample",
+               "mode", "batch_per_core", "global_batch", "devices", "device", "dtype", "execution",
+               "channels_last", "input"}
+
+
+def test_speed_cli_json_rows(cli, tmp_path):
+    out = tmp_path / "speed.jsonl"
+    result = cli("speed", "coatnet-0", "--device", "cpu", "--mode", "infer", "--batch-sizes", "1,2",
+                 "--image-size", "64", "--min-time", "0.2", "--max-time", "1", "--format", "json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2 and [r["spec"]["batch_per_core"] for r in rows] == [1, 2]
+    for r in rows:
+        assert ROW_FIELDS <= r.keys() and SPEC_FIELDS <= r["spec"].keys()
+        t = r["throughput"]
+        assert t["images_per_s"] > 0 and t["n"] == len(r["samples"])
+        assert t["iqr"][0] <= t["images_per_s"] <= t["iqr"][1]
+        assert r["env"]["threads"] >= 1 and r["env"]["cpu_count"] >= 1
+        assert r["model_size"]["macs"] > 0
+    assert read_rows(out) == rows
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--batch-sizes", "0"], ["--batch-sizes", "positive"]),
+        (["--batch-sizes", "a,b"], ["--batch-sizes"]),
+        (["--min-time", "-1"], ["--min-time must be positive"]),
+        (["--min-time", "5", "--max-time", "1"], ["--max-time"]),
+        (["--device", "cuda"], ["no CUDA GPU"]),
+        (["--cuda-graphs", "--device", "cpu"], ["needs a CUDA device"]),
+        (["--compile", "--cuda-graphs"], ["pick one"]),
+        (["--dtype", "int8"], ["--dtype"]),
+        (["coatnet-11"], ["unknown model"]),
+    ],
+)
+def test_speed_bad_input(cli, args, needles):
+    assert_one_line_error(cli("speed", *args, "--out", "/dev/null/x.jsonl"), *needles)

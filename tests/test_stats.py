@@ -1,0 +1,44 @@
+import math
+
+import numpy as np
+import pytest
+
+from coatbench.stats import ratio_with_uncertainty, summarize
+
+
+def test_summary_of_known_samples():
+    s = summarize([10, 12, 11, 13, 9, 11, 10, 12, 11])
+    assert s.median == 11
+    assert (s.q1, s.q3) == (10, 12)
+    assert s.n == 9
+    assert s.ci_low <= 11 <= s.ci_high
+    # order statistics: the CI's ends are samples
+    assert s.ci_low in {9, 10, 11} and s.ci_high in {11, 12, 13}
+
+
+def test_ci_narrows_with_more_samples():
+    rng = np.random.default_rng(1)
+    few = summarize(100 + rng.normal(0, 3, 8))
+    many = summarize(100 + rng.normal(0, 3, 200))
+    assert many.ci_halfwidth_rel < few.ci_halfwidth_rel
+    assert many.ci_halfwidth_rel < 0.01
+
+
+def test_too_few_samples_have_no_ci():
+    s = summarize([5.0])
+    assert math.isnan(s.ci_low) and math.isinf(s.ci_halfwidth_rel)
+    assert s.as_dict()["ci95"] == [None, None]
+
+
+def test_no_samples_is_an_error():
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_ratio_of_medians_with_uncertainty():
+    rng = np.random.default_rng(2)
+    a = 110 + rng.normal(0, 1, 30)
+    b = 100 + rng.normal(0, 1, 30)
+    change, half = ratio_with_uncertainty(a, b)
+    assert change == pytest.approx(0.10, abs=0.01)
+    assert 0 < half < 0.02
