@@ -14,10 +14,11 @@ from typing import Annotated, Optional
 import typer
 
 from coatbench.config import Downsample, Norm, build_config
-from coatbench.options import DeviceKind, Dtype, Execution, Mode
-from coatbench.progress import plan_notes, run_plan
+from coatbench.options import DeviceKind, Dtype, Execution, Mode, ReportFormat
+from coatbench.accuracy import USER_FILE
+from coatbench.progress import parse_executions, plan_notes, print_dry_run, run_plan, write_report
 from coatbench.errors import CoatbenchError
-from coatbench.render import OutputFormat, billions, emit, millions, print_error, signed_percent, speed_rows
+from coatbench.render import OutputFormat, billions, emit, millions, print_error, print_table, signed_percent, speed_rows
 
 app = typer.Typer(
     help="Measure what CoAtNet's architecture choices cost on your hardware.",
@@ -197,6 +198,146 @@ def speed(
     )
     rows = run_plan(plan, quiet=quiet)
     emit(fmt, rows, speed_rows(rows), title=f"Throughput on {plan.device.type}", notes=plan_notes(plan))
+
+
+Accuracy = Annotated[
+    Optional[list[Path]], typer.Option("--accuracy", help="Your own accuracy CSV (same columns as results/accuracy.csv).")
+]
+ReportFormatOpt = Annotated[ReportFormat, typer.Option("--format", help="Report format.")]
+Plot = Annotated[Optional[Path], typer.Option(help="Also draw throughput vs batch and top-1 vs throughput to this PNG.")]
+
+
+def _run_suite(
+    suite_name: str,
+    device: DeviceKind,
+    batch_sizes: Optional[str],
+    dtype: Optional[Dtype],
+    executions: str,
+    out: Optional[Path],
+    resume: Optional[Path],
+    dry_run: bool,
+    quiet: bool,
+) -> tuple[object, list[dict]]:
+    """Measure a suite (or list its cells); returns the suite and every row of this run."""
+    from coatbench.results import default_path, read_rows
+    from coatbench.suite import load_suite
+    from coatbench.sweep import make_plan, parse_batch_sizes, skip_done
+
+    suite = load_suite(suite_name)
+    plan = make_plan(
+        suite.configs,
+        device=device,
+        modes=suite.modes,
+        batch_sizes=None if batch_sizes is None else parse_batch_sizes(batch_sizes),
+        default_batch_sizes=suite.batch_sizes,
+        dtype=dtype,
+        executions=parse_executions(executions),
+        out=out or default_path(),
+    )
+    previous = []
+    if resume is not None:
+        previous = read_rows(resume)
+        plan = skip_done(plan, previous, resume)
+    if dry_run:
+        print_dry_run(plan)
+        raise typer.Exit(0)
+    return suite, previous + run_plan(plan, quiet=quiet)
+
+
+SuiteDevice = Annotated[DeviceKind, typer.Option(help="auto picks a GPU when there is one.")]
+SuiteBatches = Annotated[Optional[str], typer.Option(help="Per-core batch sizes [default: the suite's; 1,2 on a CPU].")]
+SuiteDtype = Annotated[Optional[Dtype], typer.Option(help="Autocast dtype [default: bf16; fp32 on a CPU].")]
+Executions = Annotated[str, typer.Option("--execution", help="Execution modes, comma-separated: eager,compile,cuda-graphs.")]
+Out = Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to [default: results/runs/speed-<time>.jsonl].")]
+Resume = Annotated[Optional[Path], typer.Option(help="Skip the cells already in this results file and append to it.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="List the cells and a rough time estimate; measure nothing.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress, only the result.")]
+
+
+@app.command()
+def run(
+    suite: Annotated[str, typer.Argument(help="A suite name (table6, table7, table8, table9, ci-cpu) or a .toml file.")],
+    device: SuiteDevice = DeviceKind.AUTO,
+    batch_sizes: SuiteBatches = None,
+    dtype: SuiteDtype = None,
+    execution: Executions = "eager",
+    out: Out = None,
+    resume: Resume = None,
+    dry_run: DryRun = False,
+    quiet: Quiet = False,
+) -> None:
+    """Measure a benchmark suite and save every cell (no report: see `coatbench report`)."""
+    _, rows = _run_suite(suite, device, batch_sizes, dtype, execution, out, resume, dry_run, quiet)
+    emit(OutputFormat.TABLE, rows, speed_rows(rows), title=f"{suite}: {len(rows)} cells")
+
+
+@app.command()
+def table8(
+    device: SuiteDevice = DeviceKind.AUTO,
+    batch_sizes: SuiteBatches = None,
+    dtype: SuiteDtype = None,
+    execution: Executions = "eager",
+    out: Out = None,
+    resume: Resume = None,
+    dry_run: DryRun = False,
+    quiet: Quiet = False,
+    accuracy: Accuracy = None,
+    fmt: ReportFormatOpt = ReportFormat.TABLE,
+    plot: Plot = None,
+) -> None:
+    """The paper's Table 8 on your hardware: `run table8`, then its report."""
+    suite, rows = _run_suite("table8", device, batch_sizes, dtype, execution, out, resume, dry_run, quiet)
+    write_report(suite, rows, accuracy or [], fmt, plot)
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Results files (JSON Lines) to report on.")],
+    suite: Annotated[str, typer.Option(help="Suite whose settings and claims to report.")] = "table8",
+    accuracy: Accuracy = None,
+    fmt: ReportFormatOpt = ReportFormat.TABLE,
+    plot: Plot = None,
+) -> None:
+    """Render saved runs as a suite's report, without measuring anything."""
+    from coatbench.results import read_rows
+    from coatbench.suite import load_suite
+
+    rows = [row for path in results for row in read_rows(path)]
+    write_report(load_suite(suite), rows, accuracy or [], fmt, plot)
+
+
+accuracy_app = typer.Typer(help="Recorded accuracies: the paper's and your own.", no_args_is_help=True)
+app.add_typer(accuracy_app, name="accuracy")
+
+
+@accuracy_app.command("add")
+def accuracy_add(
+    model: Model,
+    top1: Annotated[float, typer.Option(help="Top-1 accuracy in percent.")],
+    source: Annotated[str, typer.Option(help="Where the number comes from, e.g. 'my run 2026-11-24'.")],
+    pretrain: Annotated[str, typer.Option(help="imagenet-1k, imagenet-21k or jft.")] = "imagenet-1k",
+    image_size: Annotated[int, typer.Option(help="Evaluation resolution.")] = 224,
+    head_size: HeadSize = None,
+    norm: NormOpt = None,
+    layout: Layout = None,
+    blocks: Blocks = None,
+    rel_attn: RelAttn = None,
+    downsample: DownsampleOpt = None,
+    file: Annotated[Path, typer.Option(help="CSV to append to; read by every report when it exists.")] = USER_FILE,
+) -> None:
+    """Record a top-1 of your own; reports prefer it over the paper's."""
+    from coatbench.accuracy import add_record
+
+    record = add_record(
+        file,
+        dict(
+            model=model, image_size=image_size, pretrain=pretrain, metric="top1", value=top1,
+            head_size=head_size, norm=None if norm is None else norm.value, layout=layout, blocks=blocks,
+            rel_attn=None if rel_attn is None else str(rel_attn).lower(),
+            downsample=None if downsample is None else downsample.value, source=source,
+        ),
+    )
+    print_table([], notes=[f"recorded {record.model} @{record.image_size} {dict(record.knobs)} top-1 {record.value} in {file}"])
 
 
 def main() -> None:

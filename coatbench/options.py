@@ -25,3 +25,11 @@ class Execution(str, Enum):
     EAGER = "eager"
     COMPILE = "compile"  # torch.compile, default mode
     CUDA_GRAPHS = "cuda-graphs"  # the eager step captured once and replayed
+
+
+class ReportFormat(str, Enum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    CSV = "csv"
+    JSON = "json"
+    LATEX = "latex"

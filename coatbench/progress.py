@@ -4,12 +4,14 @@ in a log, nothing with --quiet. The sweep itself stays silent and pure."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from coatbench.errors import CoatbenchError
-from coatbench.render import err_console, throughput_cell, variant_label
+from coatbench.options import Execution, ReportFormat
+from coatbench.render import err_console, print_table, throughput_cell, variant_label
 
 if TYPE_CHECKING:
     from coatbench.harness import Cell
@@ -23,8 +25,52 @@ def cell_name(cell: Cell) -> str:
 
 def plan_notes(plan: Plan) -> list[str]:
     notes = [f"scaled down for the CPU: {note}" for note in plan.scaled_down]
+    if plan.resumed:
+        notes.append(plan.resumed)
     notes.append(f"results appended to {plan.out}")
     return notes
+
+
+def parse_executions(text: str) -> list[Execution]:
+    try:
+        return [Execution(part.strip()) for part in text.split(",")]
+    except ValueError:
+        choices = ",".join(e.value for e in Execution)
+        raise CoatbenchError(f"invalid --execution {text!r}: a comma-separated list of {choices}") from None
+
+
+def print_dry_run(plan: Plan) -> None:
+    """The cells a plan would measure, each with a rough time, and the total."""
+    from coatbench.counting import count
+    from coatbench.hardware import fingerprint
+    from coatbench.sweep import estimate_seconds
+
+    env = fingerprint(plan.device)
+    counts = {}
+    rows, total = [], 0.0
+    for cell in plan.cells:
+        counted = counts.setdefault(cell.config, count(cell.config))
+        seconds = estimate_seconds(cell, counted, env, plan.budget)
+        total += seconds
+        rows.append({"cell": cell_name(cell), "dtype": cell.dtype.value, "estimate": f"{seconds:,.0f} s"})
+    notes = plan_notes(plan)[:-1] + [
+        f"{len(plan.cells)} cells on {env.device_name}, roughly {total / 60:,.1f} min (a guess from MACs, "
+        "not a measurement); nothing was measured"
+    ]
+    print_table(rows, title="Dry run", notes=notes)
+
+
+def write_report(suite, rows: list[dict], accuracy_files: list[Path], fmt: ReportFormat, plot_path: Path | None) -> None:
+    from coatbench.accuracy import load
+    from coatbench.report import build_reports
+    from coatbench.report_render import emit_reports, plot
+
+    reports = build_reports(suite, rows, load(accuracy_files))
+    if not reports:
+        raise CoatbenchError(f"no results to report for suite {suite.name}: measure first (coatbench run {suite.name})")
+    emit_reports(reports, fmt)
+    if plot_path is not None:
+        plot(reports, plot_path)
 
 
 def run_plan(plan: Plan, *, quiet: bool = False) -> list[dict]:

@@ -47,7 +47,8 @@ def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Seque
         table.add_column(column, justify="left" if column in {"model", "variant", "stage"} else "right")
     for row in rows:
         table.add_row(*row.values())
-    console.print(table)
+    if rows:
+        console.print(table)
     for note in notes:
         console.print(Text(note), soft_wrap=True)
 

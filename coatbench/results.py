@@ -30,24 +30,29 @@ def default_path(now: datetime | None = None) -> Path:
     return DEFAULT_DIR / f"speed-{now:%Y%m%d-%H%M%S}.jsonl"
 
 
-def append_row(path: Path, row: dict) -> None:
-    """Add one row to `path` atomically (created with its folder if missing)."""
+def append_atomically(path: Path, data: bytes) -> None:
+    """Append `data` to `path` by writing the whole new file aside and renaming it over the
+    old one: a reader, a crash or Ctrl-C sees the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_bytes() if path.exists() else b""
     if existing and not existing.endswith(b"\n"):
         existing += b"\n"  # a broken last line stays a (skipped) line of its own
-    line = json.dumps(row, separators=(",", ":")).encode() + b"\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(existing + line)
+            f.write(existing + data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Add one row to `path` atomically (created with its folder if missing)."""
+    append_atomically(path, json.dumps(row, separators=(",", ":")).encode() + b"\n")
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ class Plan:
     budget: Budget
     out: Path
     scaled_down: tuple[str, ...] = ()  # what the CPU defaults changed, said to the user
+    resumed: str = ""  # which file a resumed plan continues, and how far it had got
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -49,6 +51,7 @@ def make_plan(
     device: DeviceKind = DeviceKind.AUTO,
     modes: Sequence[Mode] = (Mode.TRAIN, Mode.INFER),
     batch_sizes: Sequence[int] | None = None,
+    default_batch_sizes: Sequence[int] = GPU_BATCH_SIZES,
     dtype: Dtype | None = None,
     executions: Sequence[Execution] = (Execution.EAGER,),
     channels_last: bool = True,
@@ -63,10 +66,11 @@ def make_plan(
     notes = []
     on_cpu = target.type == "cpu"
     if batch_sizes is None:
-        batch_sizes = CPU_BATCH_SIZES if on_cpu else GPU_BATCH_SIZES
-        if on_cpu:
+        batch_sizes = default_batch_sizes
+        if on_cpu and max(batch_sizes) > max(CPU_BATCH_SIZES):
+            batch_sizes = CPU_BATCH_SIZES
             notes.append(
-                f"per-core batch sizes {','.join(map(str, GPU_BATCH_SIZES))} -> {','.join(map(str, CPU_BATCH_SIZES))} "
+                f"per-core batch sizes {','.join(map(str, default_batch_sizes))} -> {','.join(map(str, CPU_BATCH_SIZES))} "
                 "(no accelerator; pass --batch-sizes to choose)"
             )
     if dtype is None:
@@ -143,6 +147,38 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerpr
         }
         row["memory"] = {"peak_bytes": result.peak_memory_bytes}
     return row
+
+
+def spec_key(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def skip_done(plan: Plan, rows: Sequence[dict], source: Path) -> Plan:
+    """`plan` without the cells that `rows` (from the same hardware) already measured or
+    found out of memory; a timed-out cell is tried again."""
+    hardware = fingerprint(plan.device).hardware_key
+    done = {spec_key(r["spec"]) for r in rows if r["env"]["hardware_key"] == hardware and r["status"] in ("ok", "oom")}
+    cells = tuple(c for c in plan.cells if spec_key(c.spec(plan.device.type)) not in done)
+    note = f"resuming {source}: {len(plan.cells) - len(cells)} of {len(plan.cells)} cells already there"
+    return dataclasses.replace(plan, cells=cells, out=Path(source), resumed=note)
+
+
+# Rough rates for --dry-run estimates only: compile times as seen on an H100 (anchors.md),
+# sustained TFLOP/s per CPU thread as seen on this project's 2-core CI machine.
+COMPILE_SECONDS = {Mode.TRAIN: 100.0, Mode.INFER: 35.0}
+CPU_TFLOPS_PER_THREAD = 0.08
+GPU_FRACTION_OF_PEAK = 0.15
+
+
+def estimate_seconds(cell: Cell, counted: ModelCount, env: Fingerprint, budget: Budget) -> float:
+    """A rough wall-clock guess for one cell, for --dry-run."""
+    flops = (counted.train_flops if cell.mode is Mode.TRAIN else counted.flops) * cell.batch_size
+    peak = peak_tflops(env.device_name, cell.dtype.value) if env.device_type == "cuda" else None
+    rate = (peak or 100.0) * GPU_FRACTION_OF_PEAK if env.device_type == "cuda" else CPU_TFLOPS_PER_THREAD * env.threads
+    step = flops / (rate * 1e12)
+    steps = 5 + max(budget.min_samples * max(1, round(budget.block_time / step)), budget.min_time / step)
+    compile_time = COMPILE_SECONDS[cell.mode] if cell.execution is Execution.COMPILE else 0.0
+    return compile_time + steps * step
 
 
 @dataclass

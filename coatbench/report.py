@@ -1,0 +1,234 @@
+"""Reports in the form of the paper's tables: recorded accuracy beside measured speed,
+every change given against the setting's baseline with its uncertainty, and a verdict on
+each of the paper's speed claims.
+
+Pure data: `build_reports` returns dataclasses; `coatbench.report_render` writes them.
+Runs from different hardware are never compared: each hardware gets its own report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from coatbench.accuracy import AccuracyRecord, lookup
+from coatbench.stats import ratio_with_uncertainty
+from coatbench.suite import Claim, Setting, Suite, SuiteRow
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One (mode, per-core batch) cell of a report line."""
+
+    status: str  # ok | oom | timeout | missing
+    images_per_s: float | None = None
+    change: float | None = None  # against the setting's baseline row; None for the baseline itself
+    uncertainty: float | None = None  # 95% half-width of `change`
+    samples: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Line:
+    setting: str
+    label: str
+    model: str
+    image_size: int
+    baseline: bool
+    accuracy: AccuracyRecord | None
+    params: int | None
+    macs: int | None
+    cells: dict[tuple[str, int], Measured]  # (mode, per-core batch) -> measurement
+
+
+@dataclass(frozen=True)
+class BatchVerdict:
+    batch: int
+    change: float  # speed-up of the side the claim says is faster; negative: it is slower
+    uncertainty: float
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    setting: str
+    mode: str
+    execution: str
+    dtype: str
+    device: str
+    verdict: str  # stronger than claimed | consistent | weaker than claimed | no measurable difference | contradicted | untested
+    detail: str
+    per_batch: tuple[BatchVerdict, ...] = ()
+
+
+@dataclass
+class Report:
+    suite: str
+    description: str
+    hardware_key: str
+    device_name: str
+    execution: str
+    dtype: str
+    modes: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    lines: list[Line]
+    verdicts: list[Verdict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _cell_key(spec: dict) -> tuple:
+    model = tuple(spec[k] for k in ("model", "image_size", "head_size", "norm", "layout", "blocks", "rel_attn", "downsample"))
+    return model, spec["mode"], spec["batch_per_core"], spec["execution"], spec["dtype"]
+
+
+def _config_key(row: SuiteRow, mode: str, batch: int, execution: str, dtype: str) -> tuple:
+    spec = row.config.spec()
+    return _cell_key({**spec, "mode": mode, "batch_per_core": batch, "execution": execution, "dtype": dtype})
+
+
+def classify(change: float, uncertainty: float, claim: Claim) -> str:
+    """Where the measured speed-up (with its 95% half-width) falls against the claimed range."""
+    u = 0.0 if math.isnan(uncertainty) else uncertainty
+    low, high = change - u, change + u
+    if high < 0:
+        return "contradicted"
+    if low <= 0 <= high and claim.low > 0:
+        return "no measurable difference"
+    if claim.high is not None and low > claim.high:
+        return "stronger than claimed"
+    if high < claim.low:
+        return "weaker than claimed"
+    return "consistent"
+
+
+def _variant_row(setting: Setting, claim: Claim) -> SuiteRow | None:
+    for row in setting.rows[1:]:
+        if dict(row.knobs) == dict(claim.variant):
+            return row
+    return None
+
+
+def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) -> list[Verdict]:
+    verdicts = []
+    for claim in suite.claims:
+        for setting in suite.settings:
+            variant = _variant_row(setting, claim)
+            if variant is None:
+                continue
+            base, other = lines[setting.name, setting.rows[0].label], lines[setting.name, variant.label]
+            for mode in report.modes:
+                per_batch, missing = [], []
+                for batch in report.batch_sizes:
+                    a, b = base.cells[mode, batch], other.cells[mode, batch]
+                    if a.status != "ok" or b.status != "ok":
+                        missing.append(f"per-core {batch}: baseline {a.status}, variant {b.status}")
+                        continue
+                    faster, slower = (b, a) if claim.faster == "variant" else (a, b)
+                    change, u = ratio_with_uncertainty(faster.samples, slower.samples)
+                    per_batch.append(BatchVerdict(batch, change, u, classify(change, u, claim)))
+                verdicts.append(_summarize(claim, setting, mode, report, per_batch, missing))
+    return verdicts
+
+
+def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
+    where = dict(claim=claim.text, setting=setting.name, mode=mode, execution=report.execution, dtype=report.dtype, device=report.device_name)
+    if not per_batch:
+        why = "; ".join(missing) or "no measurement"
+        return Verdict(**where, verdict="untested", detail=f"untested: {why}")
+    kinds = sorted({v.verdict for v in per_batch}, key=[v.verdict for v in per_batch].index)
+    verdict = kinds[0] if len(kinds) == 1 else "mixed"
+    measured = ", ".join(f"{v.change * 100:+.1f}% +-{v.uncertainty * 100:.1f} (per-core {v.batch})" for v in per_batch)
+    claimed = f"{claim.low * 100:.0f}%" + (f"-{claim.high * 100:.0f}%" if claim.high is not None else "+")
+    detail = (
+        f"claimed {claimed}; measured {measured} [{mode}, {report.execution}, {report.dtype}, {report.device_name}]: "
+        + (verdict if len(kinds) == 1 else "mixed: " + ", ".join(f"{v.verdict} at per-core {v.batch}" for v in per_batch))
+    )
+    if missing:
+        detail += f" (not measured: {'; '.join(missing)})"
+    return Verdict(**where, verdict=verdict, detail=detail, per_batch=tuple(per_batch))
+
+
+def build_reports(suite: Suite, rows: Sequence[dict], accuracies: Sequence[AccuracyRecord]) -> list[Report]:
+    """One report per (hardware, execution mode, dtype) found in `rows`, in that order."""
+    groups: dict[tuple[str, str, str], dict[tuple, dict]] = defaultdict(dict)
+    device_names = {}
+    for row in rows:
+        spec, hardware = row["spec"], row["env"]["hardware_key"]
+        groups[hardware, spec["execution"], spec["dtype"]][_cell_key(spec)] = row  # a later run of a cell wins
+        device_names[hardware] = row["env"]["device_name"]
+    reports = []
+    for (hardware, execution, dtype), cells in groups.items():
+        present_batches = {key[2] for key in cells}
+        batch_sizes = tuple(b for b in suite.batch_sizes if b in present_batches) or tuple(sorted(present_batches))
+        report = Report(
+            suite=suite.name,
+            description=suite.description,
+            hardware_key=hardware,
+            device_name=device_names[hardware],
+            execution=execution,
+            dtype=dtype,
+            modes=tuple(m.value for m in suite.modes),
+            batch_sizes=batch_sizes,
+            lines=[],
+        )
+        by_label: dict[tuple[str, str], Line] = {}
+        for setting in suite.settings:
+            baseline_row = setting.rows[0]
+            for suite_row in setting.rows:
+                measured = {}
+                size = None
+                for mode in report.modes:
+                    for batch in batch_sizes:
+                        found = cells.get(_config_key(suite_row, mode, batch, execution, dtype))
+                        base = cells.get(_config_key(baseline_row, mode, batch, execution, dtype))
+                        measured[mode, batch] = _measured(found, base, suite_row is baseline_row)
+                        size = size or (found or {}).get("model_size")
+                accuracy = lookup(accuracies, suite_row.config.spec(), setting.pretrain, setting.accuracy_source)
+                line = Line(
+                    setting=setting.name,
+                    label=suite_row.label,
+                    model=suite_row.config.name,
+                    image_size=suite_row.config.image_size,
+                    baseline=suite_row is baseline_row,
+                    accuracy=accuracy,
+                    params=size["params"] if size else None,
+                    macs=size["macs"] if size else None,
+                    cells=measured,
+                )
+                report.lines.append(line)
+                by_label[setting.name, suite_row.label] = line
+        report.verdicts = _verdicts(report, suite, by_label)
+        if any(line.accuracy is None for line in report.lines):
+            report.notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
+        reports.append(report)
+    return reports
+
+
+def _measured(found: dict | None, base: dict | None, is_baseline: bool) -> Measured:
+    if found is None:
+        return Measured("missing")
+    if found["status"] != "ok":
+        return Measured(found["status"])
+    samples = tuple(found["samples"])
+    value = found["throughput"]["images_per_s"]
+    if is_baseline or base is None or base["status"] != "ok":
+        return Measured("ok", value, samples=samples)
+    change, u = ratio_with_uncertainty(samples, base["samples"])
+    return Measured("ok", value, change, u, samples)
+
+
+def disagreements(reports: Sequence[Report]) -> list[str]:
+    """Where eager and compiled runs of one hardware reach different verdicts on a claim."""
+    by_claim = defaultdict(dict)
+    for report in reports:
+        for v in report.verdicts:
+            if v.verdict != "untested":
+                by_claim[report.hardware_key, v.claim, v.setting, v.mode, v.dtype][v.execution] = v.verdict
+    return [
+        f"{claim} [{setting}, {mode}]: " + "; ".join(f"{ex}: {verdict}" for ex, verdict in sorted(found.items()))
+        + " - the execution mode changes the answer"
+        for (_, claim, setting, mode, _), found in by_claim.items()
+        if len(set(found.values())) > 1
+    ]

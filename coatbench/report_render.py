@@ -1,0 +1,180 @@
+"""Writing reports: Markdown, CSV, JSON, LaTeX, the terminal, and plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from coatbench.options import ReportFormat
+from coatbench.report import Line, Measured, Report, disagreements
+
+
+def cell_text(m: Measured) -> str:
+    if m.status != "ok":
+        return "-" if m.status == "missing" else m.status.upper()
+    text = f"{m.images_per_s:,.0f}"
+    if m.change is not None:
+        u = "" if m.uncertainty is None or m.uncertainty != m.uncertainty else f" +-{m.uncertainty * 100:.1f}"
+        text += f" ({m.change * 100:+.1f}%{u})"
+    return text
+
+
+def accuracy_text(line: Line) -> str:
+    return "-" if line.accuracy is None else f"{line.accuracy.value:g}"
+
+
+def title(report: Report) -> str:
+    return (
+        f"{report.suite}: {report.description} | {report.device_name} ({report.hardware_key}), "
+        f"{report.execution}, {report.dtype}; images/s per core (change vs the setting's first row, 95% CI)"
+    )
+
+
+def display_frame(report: Report) -> pd.DataFrame:
+    records = []
+    for line in report.lines:
+        record = {
+            "Setting": line.setting,
+            "Models": line.label,
+            "ImageSize": str(line.image_size),
+            "Top-1 Accuracy": accuracy_text(line),
+            "Params": "-" if line.params is None else f"{line.params / 1e6:.1f}M",
+            "GMACs": "-" if line.macs is None else f"{line.macs / 1e9:.1f}",
+        }
+        for (mode, batch), m in line.cells.items():
+            record[f"{mode} {batch}"] = cell_text(m)
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def accuracy_sources(report: Report) -> list[str]:
+    sources = sorted({line.accuracy.source for line in report.lines if line.accuracy})
+    return [f"Top-1 from: {'; '.join(sources)}"] if sources else []
+
+
+def verdict_lines(report: Report) -> list[str]:
+    return [f"{v.claim} [{v.setting}]: {v.detail}" for v in report.verdicts]
+
+
+def all_notes(reports: Sequence[Report]) -> list[str]:
+    return [f"Eager and compiled disagree: {d}" for d in disagreements(reports)]
+
+
+def to_markdown(reports: Sequence[Report]) -> str:
+    parts = []
+    for report in reports:
+        parts += [f"### {title(report)}", "", display_frame(report).to_markdown(index=False), ""]
+        parts += [f"- {note}" for note in accuracy_sources(report) + report.notes]
+        if report.verdicts:
+            parts += ["", "Claims:", ""] + [f"- {line}" for line in verdict_lines(report)]
+        parts.append("")
+    parts += [f"- {note}" for note in all_notes(reports)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def to_latex(reports: Sequence[Report]) -> str:
+    parts = []
+    for report in reports:
+        frame = display_frame(report)
+        parts.append(frame.to_latex(index=False, caption=title(report), escape=True))
+    return "\n".join(parts)
+
+
+def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
+    """One row per (report, line, mode, batch) with raw numbers: for spreadsheets and pandas."""
+    records = []
+    for report in reports:
+        for line in report.lines:
+            for (mode, batch), m in line.cells.items():
+                records.append(
+                    {
+                        "hardware": report.hardware_key,
+                        "device": report.device_name,
+                        "execution": report.execution,
+                        "dtype": report.dtype,
+                        "setting": line.setting,
+                        "model": line.label,
+                        "image_size": line.image_size,
+                        "top1": None if line.accuracy is None else line.accuracy.value,
+                        "top1_source": None if line.accuracy is None else line.accuracy.source,
+                        "params": line.params,
+                        "macs": line.macs,
+                        "mode": mode,
+                        "batch_per_core": batch,
+                        "status": m.status,
+                        "images_per_s": m.images_per_s,
+                        "change": m.change,
+                        "change_ci95_halfwidth": m.uncertainty,
+                    }
+                )
+    return pd.DataFrame.from_records(records)
+
+
+def to_json(reports: Sequence[Report]) -> str:
+    def clean(report: Report) -> dict:
+        data = dataclasses.asdict(report)
+        for line, raw in zip(report.lines, data["lines"]):
+            raw["cells"] = [
+                {"mode": mode, "batch_per_core": batch, **{k: v for k, v in dataclasses.asdict(m).items() if k != "samples"}}
+                for (mode, batch), m in line.cells.items()
+            ]
+        return data
+
+    return json.dumps({"reports": [clean(r) for r in reports], "notes": all_notes(reports)}, indent=2) + "\n"
+
+
+def plot(reports: Sequence[Report], path: Path) -> None:
+    """Throughput against per-core batch size per variant, and top-1 against throughput."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(reports), 2, figsize=(13, 4.5 * len(reports)), squeeze=False)
+    for (left, right), report in zip(axes, reports):
+        for line in report.lines:
+            for mode, style in zip(report.modes, ("-o", "--s")):
+                points = [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status == "ok"]
+                if points:
+                    left.plot(*zip(*points), style, label=f"{line.setting}: {line.label} ({mode})")
+                last = points[-1][1] if points else None
+                if line.accuracy is not None and last is not None:
+                    right.scatter(last, line.accuracy.value, marker="o" if mode == report.modes[0] else "s")
+                    right.annotate(f"{line.label} ({mode})", (last, line.accuracy.value), fontsize=7)
+        left.set(xscale="log", yscale="log", xlabel="per-core batch size", ylabel="images/s per core",
+                 title=f"{report.device_name}, {report.execution}, {report.dtype}")
+        left.set_xticks(report.batch_sizes, [str(b) for b in report.batch_sizes])
+        left.legend(fontsize=7)
+        right.set(xlabel=f"images/s per core at per-core batch {report.batch_sizes[-1] if report.batch_sizes else '-'}",
+                  ylabel="top-1 (%)", title=f"{report.suite}: accuracy against speed")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_terminal(reports: Sequence[Report]) -> None:
+    from coatbench.render import print_table
+
+    for report in reports:
+        frame = display_frame(report)
+        print_table(frame.to_dict("records"), title=title(report),
+                    notes=accuracy_sources(report) + report.notes + ["Claims:"] + verdict_lines(report))
+    for note in all_notes(reports):
+        print_table([], notes=[note])
+
+
+def emit_reports(reports: Sequence[Report], fmt: ReportFormat) -> None:
+    import sys
+
+    if fmt is ReportFormat.TABLE:
+        write_terminal(reports)
+    elif fmt is ReportFormat.CSV:
+        long_frame(reports).to_csv(sys.stdout, index=False)
+    else:
+        writer = {ReportFormat.MARKDOWN: to_markdown, ReportFormat.JSON: to_json, ReportFormat.LATEX: to_latex}[fmt]
+        sys.stdout.write(writer(reports))

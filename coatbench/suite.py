@@ -1,0 +1,128 @@
+"""Named benchmark suites: settings as in one of the paper's tables, and its speed claims.
+
+A suite is a TOML file (`coatbench/suites/NAME.toml`, linked from `benchmarks/`), or any
+file of the same form a user writes. Each setting lists rows (variants of one model); the
+first row is the setting's baseline. Claims say which variant should be faster, by how much.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from coatbench.config import CoAtNetConfig, build_config
+from coatbench.errors import CoatbenchError
+from coatbench.options import Mode
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROW_KNOBS = ("head_size", "norm", "layout", "blocks", "rel_attn", "downsample")
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    label: str
+    config: CoAtNetConfig
+    knobs: tuple[tuple[str, object], ...]  # as written in the suite
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    pretrain: str
+    accuracy_source: str
+    rows: tuple[SuiteRow, ...]  # rows[0] is the baseline
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    variant: tuple[tuple[str, object], ...]  # knobs that pick the variant row in a setting
+    faster: str  # "variant" or "baseline"
+    low: float  # the claimed speed-up of the faster one, as a fraction
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    settings: tuple[Setting, ...]
+    claims: tuple[Claim, ...]
+    modes: tuple[Mode, ...]
+    batch_sizes: tuple[int, ...]
+
+    @property
+    def configs(self) -> list[CoAtNetConfig]:
+        seen: dict[CoAtNetConfig, None] = {}
+        for setting in self.settings:
+            for row in setting.rows:
+                seen.setdefault(row.config)
+        return list(seen)
+
+
+def builtin_suites() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in (files("coatbench") / "suites").iterdir() if p.name.endswith(".toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A built-in suite by name (table8, ...) or a TOML file of the same form."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml"):
+        if not path.is_file():
+            raise CoatbenchError(f"suite file {path} does not exist: check the path")
+        text, where = path.read_text(), str(path)
+    elif name_or_path in builtin_suites():
+        text = (files("coatbench") / "suites" / f"{name_or_path}.toml").read_text()
+        where = f"suite {name_or_path}"
+    else:
+        raise CoatbenchError(
+            f"unknown suite {name_or_path!r}: choose one of {', '.join(builtin_suites())} or give a .toml file"
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise CoatbenchError(f"{where}: not valid TOML ({error})") from None
+    try:
+        return parse_suite(path.stem if path.suffix else name_or_path, data)
+    except CoatbenchError as error:
+        raise CoatbenchError(f"{where}: {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CoatbenchError(f"{where}: malformed suite ({type(error).__name__}: {error}); see benchmarks/table8.toml") from None
+
+
+def _knobs(entry: dict) -> tuple[tuple[str, object], ...]:
+    unknown = set(entry) - set(ROW_KNOBS) - {"label"}
+    if unknown:
+        raise CoatbenchError(f"unknown row field(s) {', '.join(sorted(unknown))}: use {', '.join(ROW_KNOBS)}")
+    return tuple((k, entry[k]) for k in ROW_KNOBS if k in entry)
+
+
+def parse_suite(name: str, data: dict) -> Suite:
+    settings = []
+    for s in data["settings"]:
+        rows = []
+        for entry in s["rows"]:
+            knobs = _knobs(entry)
+            config = build_config(s["model"], image_size=s.get("image_size", 224), **dict(knobs))
+            rows.append(SuiteRow(str(entry.get("label", config.name)), config, knobs))
+        if not rows:
+            raise CoatbenchError(f"setting {s['name']!r} has no rows")
+        settings.append(Setting(str(s["name"]), s.get("pretrain", "imagenet-1k"), s.get("accuracy_source", ""), tuple(rows)))
+    if not settings:
+        raise CoatbenchError("a suite needs at least one [[settings]] table")
+    claims = []
+    for c in data.get("claims", []):
+        if c["faster"] not in ("variant", "baseline"):
+            raise CoatbenchError(f"claim {c['text']!r}: faster must be 'variant' or 'baseline'")
+        claims.append(Claim(str(c["text"]), _knobs(c["variant"]), c["faster"], float(c["min"]), c.get("max")))
+    batch_sizes = tuple(int(b) for b in data.get("batch_sizes", (32, 64, 128, 256)))
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise CoatbenchError("batch_sizes must be positive integers")
+    modes = tuple(Mode(m) for m in data.get("modes", ("train", "infer")))
+    return Suite(name, str(data.get("description", "")), tuple(settings), tuple(claims), modes, batch_sizes)
