@@ -94,7 +94,9 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
     model = (model or build_model(config, device)).to(memory_format=memory_format)
     images = torch.randn(batch, 3, config.image_size, config.image_size, device=device)
     images = images.contiguous(memory_format=memory_format)
-    forward = torch.compile(model) if cell.execution is Execution.COMPILE else model
+    if cell.execution is Execution.COMPILE:
+        compile_regions(model)
+    forward = model
 
     def autocast():
         enabled = cell.dtype is not Dtype.FP32
@@ -124,6 +126,20 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
     if cell.execution is Execution.CUDA_GRAPHS:
         return capture_cuda_graph(step)
     return step
+
+
+def compile_regions(model: torch.nn.Module) -> None:
+    """torch.compile each block in place (regional compilation), static shapes.
+
+    Blocks after the first in a stage are identical, so they share one compiled graph:
+    CoAtNet-2 compiles 11 graphs instead of one graph of 26 blocks, several times faster,
+    while the fusions that matter (inside a block) are kept. Dynamo's caches are reset
+    first so that each cell's compile time is its own and no earlier graph is reused.
+    """
+    torch._dynamo.reset()
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    for unit in model.compile_units():
+        unit.compile(dynamic=False)
 
 
 def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:

@@ -261,6 +261,10 @@ class CoAtNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def compile_units(self) -> list[nn.Module]:
+        """The regions torch.compile takes one at a time: the stem, every block, the head."""
+        return [self.stem, *(block for stage in self.stages for block in stage.blocks), self.head]
+
 
 def build_model(config: CoAtNetConfig, device: torch.device | str | None = None) -> CoAtNet:
     """Build on `device` directly (the meta device allocates nothing: used for counting)."""

@@ -200,6 +200,8 @@ def build_reports(suite: Suite, rows: Sequence[dict], accuracies: Sequence[Accur
                 report.lines.append(line)
                 by_label[setting.name, suite_row.label] = line
         report.verdicts = _verdicts(report, suite, by_label)
+        scaled = dict.fromkeys(note for row in cells.values() for note in row.get("scaled_down", ()))
+        report.notes += [f"Scaled down for the CPU: {note}" for note in scaled]
         if any(line.accuracy is None for line in report.lines):
             report.notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
         reports.append(report)

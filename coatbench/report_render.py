@@ -16,7 +16,8 @@ from coatbench.report import Line, Measured, Report, disagreements
 def cell_text(m: Measured) -> str:
     if m.status != "ok":
         return "-" if m.status == "missing" else m.status.upper()
-    text = f"{m.images_per_s:,.0f}"
+    value = m.images_per_s
+    text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
     if m.change is not None:
         u = "" if m.uncertainty is None or m.uncertainty != m.uncertainty else f" +-{m.uncertainty * 100:.1f}"
         text += f" ({m.change * 100:+.1f}%{u})"

@@ -102,8 +102,9 @@ def make_plan(
     return Plan(cells, target, budget, Path(out), tuple(notes))
 
 
-def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerprint) -> dict:
-    """One results-file row: the full spec, the model's size, the statistics, the environment."""
+def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerprint, notes: Sequence[str] = ()) -> dict:
+    """One results-file row: the full spec, the model's size, the statistics, the environment,
+    and what the run scaled down (so that every report made from it can say so)."""
     devices = env.device_count
     row: dict = {
         "schema": SCHEMA,
@@ -126,6 +127,7 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerpr
         },
         "samples": result.samples,
         "env": env.as_dict(),
+        "scaled_down": list(notes),
     }
     if result.samples:
         summary = summarize(result.samples)
@@ -211,7 +213,7 @@ def run_sweep(
             if cell.config not in counts:
                 counts[cell.config] = count(cell.config)
             measured = measure_cell(cell, plan.device, plan.budget)
-            row = make_row(cell, measured, counts[cell.config], env)
+            row = make_row(cell, measured, counts[cell.config], env, plan.scaled_down)
             append_row(plan.out, row)
             result.rows.append(row)
             progress.on_done(index, cell, row)

@@ -1,0 +1,175 @@
+import json
+
+import pytest
+
+from conftest import assert_one_line_error
+from coatbench.accuracy import read_records
+from coatbench.config import build_config
+from coatbench.counting import ModelCount
+from coatbench.errors import CoatbenchError
+from coatbench.harness import Cell, Measurement
+from coatbench.hardware import Fingerprint
+from coatbench.options import Dtype, Execution, Mode, ReportFormat
+from coatbench.report import build_reports, classify
+from coatbench.report_render import long_frame, plot, to_json, to_latex, to_markdown
+from coatbench.results import append_row
+from coatbench.suite import Claim, load_suite
+from coatbench.sweep import make_row
+
+
+def env(device="NVIDIA H100 80GB HBM3"):
+    return Fingerprint("0.1.0", None, "3.11", "2.11", "13.0", 90000, "580", "cuda", device, 1, "x", 16, 16)
+
+
+def rows_for(suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.EAGER, status=None):
+    """Result rows as the sweep writes them, with chosen speeds: {(label, mode): images/s}."""
+    rows = []
+    for setting in suite.settings:
+        for row in setting.rows:
+            counted = ModelCount(row.config, 75_000_000, 15_700_000_000, 94_000_000_000, {})
+            for mode in suite.modes:
+                for batch in suite.batch_sizes:
+                    cell = Cell(row.config, mode, batch, Dtype.BF16, execution)
+                    base = speeds.get((setting.name, row.label, mode.value), 1000.0)
+                    state = (status or {}).get((setting.name, row.label, mode.value, batch), "ok")
+                    samples = [] if state != "ok" else [base * (1 + 0.002 * ((i % 5) - 2)) for i in range(12)]
+                    rows.append(make_row(cell, Measurement(state, samples, 1), counted, env(device)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table8():
+    return load_suite("table8")
+
+
+def test_report_joins_accuracy_and_changes(table8):
+    speeds = {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0, ("ImageNet-1K", "norm BN -> LN", "train"): 700.0}
+    (report,) = build_reports(table8, rows_for(table8, speeds), read_records())
+    lines = {(l.setting, l.label): l for l in report.lines}
+    assert [l.accuracy.value for l in report.lines] == [84.1, 83.9, 84.1, 87.9, 87.8]
+    head64 = lines["ImageNet-1K", "head size 32 -> 64"].cells["train", 64]
+    assert head64.change == pytest.approx(0.15, abs=0.005) and head64.uncertainty < 0.01
+    assert lines["ImageNet-1K", "CoAtNet-2"].cells["train", 64].change is None  # the baseline
+
+
+def test_verdicts(table8):
+    speeds = {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0,  # +15%: consistent with "significant"
+              ("ImageNet-1K", "norm BN -> LN", "train"): 700.0,  # BN +43%: stronger than 10-20%
+              ("ImageNet-1K", "norm BN -> LN", "infer"): 950.0}  # BN +5%: weaker
+    (report,) = build_reports(table8, rows_for(table8, speeds), read_records())
+    got = {(v.claim.split()[0], v.setting, v.mode): v.verdict for v in report.verdicts}
+    assert got["head", "ImageNet-1K", "train"] == "consistent"
+    assert got["head", "ImageNet-1K", "infer"] == "no measurable difference"
+    assert got["BatchNorm", "ImageNet-1K", "train"] == "stronger than claimed"
+    assert got["BatchNorm", "ImageNet-1K", "infer"] == "weaker than claimed"
+    assert got["BatchNorm", "ImageNet-21K -> 1K", "train"] == "no measurable difference"
+    detail = next(v.detail for v in report.verdicts if v.verdict == "stronger than claimed")
+    assert "+42.9%" in detail and "claimed 10%-20%" in detail and "eager" in detail and "H100" in detail
+
+
+@pytest.mark.parametrize(
+    "change, u, verdict",
+    [(0.15, 0.01, "consistent"), (0.30, 0.02, "stronger than claimed"), (0.05, 0.01, "weaker than claimed"),
+     (0.01, 0.02, "no measurable difference"), (-0.10, 0.02, "contradicted")],
+)
+def test_classify(change, u, verdict):
+    assert classify(change, u, Claim("bn", (), "baseline", 0.10, 0.20)) == verdict
+
+
+def test_oom_cells_make_untested_claims(table8):
+    status = {("ImageNet-21K -> 1K", "norm BN -> LN", "train", b): "oom" for b in table8.batch_sizes}
+    (report,) = build_reports(table8, rows_for(table8, {}, status=status), read_records())
+    v = next(v for v in report.verdicts if v.setting == "ImageNet-21K -> 1K" and v.mode == "train")
+    assert v.verdict == "untested" and "variant oom" in v.detail
+    assert "OOM" in to_markdown([report])
+
+
+def test_hardware_is_never_mixed(table8):
+    rows = rows_for(table8, {}) + rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 500.0}, device="NVIDIA A100-SXM4-80GB")
+    reports = build_reports(table8, rows, read_records())
+    assert len(reports) == 2
+    for report in reports:
+        devices = {report.device_name}
+        assert len(devices) == 1
+    a100 = next(r for r in reports if "A100" in r.device_name)
+    ln = next(l for l in a100.lines if l.label == "norm BN -> LN" and l.setting == "ImageNet-1K")
+    assert ln.cells["train", 32].change == pytest.approx(-0.5, abs=0.01)  # against the A100's own baseline
+
+
+def test_eager_and_compiled_disagreement_is_said(table8):
+    eager = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 700.0})
+    compiled = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 960.0}, execution=Execution.COMPILE)
+    reports = build_reports(table8, eager + compiled, read_records())
+    assert {r.execution for r in reports} == {"eager", "compile"}
+    markdown = to_markdown(reports)
+    assert "Eager and compiled disagree" in markdown and "the execution mode changes the answer" in markdown
+
+
+def test_missing_accuracy_is_a_dash_with_a_footnote():
+    suite = load_suite("ci-cpu")
+    (report,) = build_reports(suite, rows_for(suite, {}), read_records())
+    assert all(l.accuracy is None for l in report.lines)
+    markdown = to_markdown([report])
+    assert "| -  " in markdown or "| - |" in markdown
+    assert "no accuracy recorded" in markdown
+
+
+def test_every_format(table8, tmp_path):
+    reports = build_reports(table8, rows_for(table8, {}), read_records())
+    assert "| Setting" in to_markdown(reports) and "\\begin{tabular}" in to_latex(reports)
+    data = json.loads(to_json(reports))
+    assert data["reports"][0]["lines"][0]["accuracy"]["value"] == 84.1
+    frame = long_frame(reports)
+    assert len(frame) == 5 * 2 * 4 and set(frame["status"]) == {"ok"}
+    png = tmp_path / "plot.png"
+    plot(reports, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_cli_from_saved_runs(cli, table8, tmp_path):
+    path = tmp_path / "runs.jsonl"
+    for row in rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "infer"): 600.0}):
+        append_row(path, row)
+    for fmt in ReportFormat:
+        result = cli("report", str(path), "--format", fmt.value)
+        assert result.returncode == 0, result.stderr
+    markdown = cli("report", str(path), "--format", "markdown").stdout
+    assert markdown.count("| ImageNet") == 5 and "84.1" in markdown and "BatchNorm is 10-20% faster" in markdown
+
+
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        ("not toml [", ["not valid TOML"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-9'\nrows=[{}]\n", ["unknown model"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-2'\nrows=[{colour='red'}]\n", ["unknown row field"]),
+        ("description='x'\n", ["malformed suite"]),
+    ],
+)
+def test_malformed_suite(cli, tmp_path, content, needles):
+    path = tmp_path / "mine.toml"
+    path.write_text(content)
+    assert_one_line_error(cli("run", str(path), "--dry-run"), str(path), *needles)
+    with pytest.raises(CoatbenchError):
+        load_suite(str(path))
+
+
+def test_unknown_suite_and_corrupt_results(cli, tmp_path):
+    assert_one_line_error(cli("run", "table99"), "unknown suite", "table8")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a": 1}\n')
+    assert_one_line_error(cli("report", str(bad)), "not a coatbench result row")
+    assert_one_line_error(cli("report", str(tmp_path / "none.jsonl")), "does not exist")
+
+
+def test_dry_run_and_resume(cli, tmp_path):
+    dry = cli("run", "ci-cpu", "--device", "cpu", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "6 cells" in dry.stdout and "nothing was measured" in dry.stdout
+    out = tmp_path / "r.jsonl"
+    first = cli("run", "ci-cpu", "--device", "cpu", "--batch-sizes", "1", "--out", str(out), "--quiet")
+    assert first.returncode == 0, first.stderr
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:4]) + "\n")  # as if the sweep had stopped after 4 cells
+    again = cli("run", "ci-cpu", "--device", "cpu", "--batch-sizes", "1", "--resume", str(out), "--dry-run")
+    assert "4 of 6 cells already there" in again.stdout + again.stderr and "2 cells" in again.stdout
