@@ -16,7 +16,7 @@ import typer
 from coatbench.config import Downsample, Norm, build_config
 from coatbench.options import DeviceKind, Dtype, Execution, Mode, ReportFormat
 from coatbench.accuracy import USER_FILE
-from coatbench.progress import parse_executions, plan_notes, print_dry_run, run_plan, write_report
+from coatbench.progress import parse_executions, plan_notes, print_dry_run, run_plan, write_comparison, write_report
 from coatbench.errors import CoatbenchError
 from coatbench.render import OutputFormat, billions, emit, millions, print_error, print_table, signed_percent, speed_rows
 
@@ -338,6 +338,92 @@ def accuracy_add(
         ),
     )
     print_table([], notes=[f"recorded {record.model} @{record.image_size} {dict(record.knobs)} top-1 {record.value} in {file}"])
+
+
+class CompareFormat(str, Enum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+Threshold = Annotated[str, typer.Option(help="Slowdown that counts as a regression, e.g. 5% or 0.05.")]
+Alpha = Annotated[float, typer.Option(help="Significance level of the Mann-Whitney U test.")]
+CompareFormatOpt = Annotated[CompareFormat, typer.Option("--format", help="table, markdown (CI job summary) or json (github-action-benchmark).")]
+
+
+@app.command()
+def compare(
+    files: Annotated[list[Path], typer.Argument(help="BASELINE CURRENT, or CURRENT alone with --baseline.")],
+    baseline: Annotated[Optional[str], typer.Option(help="A baseline file, or 'auto': the saved one for this hardware.")] = None,
+    threshold: Threshold = "5%",
+    alpha: Alpha = 0.01,
+    fmt: CompareFormatOpt = CompareFormat.TABLE,
+) -> None:
+    """Compare two runs cell by cell; exit 1 only on a real (large and significant) regression."""
+    from coatbench.compare import compare_rows, find_baseline, load, parse_fraction
+
+    if len(files) == 2 and baseline is None:
+        base_path, current_path = files
+    elif len(files) == 1 and baseline is not None:
+        (current_path,) = files
+        base_path = None if baseline == "auto" else Path(baseline)
+    else:
+        raise CoatbenchError("give BASELINE CURRENT, or CURRENT with --baseline FILE|auto")
+    cut, current = parse_fraction(threshold, "--threshold"), load(current_path)
+    if not 0 < alpha < 1:
+        raise CoatbenchError(f"--alpha must be between 0 and 1, got {alpha}")
+    if base_path is None:
+        base_path = find_baseline(current)
+        if base_path is None:
+            print_table([], notes=[f"No baseline saved for {current[0]['env']['hardware_key']}: not comparable, "
+                                   "nothing to check (save one with `coatbench baseline save RESULTS`)."])
+            return
+    results = compare_rows(load(base_path), current, cut, alpha)
+    write_comparison(results, fmt.value)
+    if any(r.status == "regressed" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ab(
+    ref_a: Annotated[str, typer.Argument(help="Git revision A (the baseline), e.g. origin/main or HEAD~1.")],
+    ref_b: Annotated[str, typer.Argument(help="Git revision B (the change), e.g. HEAD.")],
+    suite: Annotated[str, typer.Argument(help="Suite to measure with both.")] = "ci-cpu",
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds: A B, A B, ...")] = 3,
+    device: SuiteDevice = DeviceKind.AUTO,
+    batch_sizes: SuiteBatches = None,
+    threshold: Threshold = "5%",
+    alpha: Alpha = 0.01,
+    fmt: CompareFormatOpt = CompareFormat.TABLE,
+) -> None:
+    """Measure two git revisions interleaved on this machine, then compare them."""
+    from coatbench.ab import run_ab
+    from coatbench.compare import compare_rows, parse_fraction
+
+    cut = parse_fraction(threshold, "--threshold")
+    extra = ["--device", device.value] + ([] if batch_sizes is None else ["--batch-sizes", batch_sizes])
+    rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra,
+                            on_round=lambda i, ref: print_table([], notes=[f"round {i + 1}/{rounds}: {ref.upper()}"]))
+    results = compare_rows(rows_a, rows_b, cut, alpha)
+    write_comparison(results, fmt.value)
+    if any(r.status == "regressed" for r in results):
+        raise typer.Exit(1)
+
+
+baseline_app = typer.Typer(help="Saved baselines, one per hardware fingerprint.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    results: Annotated[Path, typer.Argument(help="A results file to keep as the baseline for its hardware.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Keep RESULTS as the baseline of the machine(s) it was measured on."""
+    from coatbench.compare import load, save_baselines
+
+    for path in save_baselines(load(results), directory):
+        print_table([], notes=[f"baseline saved: {path}"])
 
 
 def main() -> None:

@@ -110,3 +110,20 @@ def run_plan(plan: Plan, *, quiet: bool = False) -> list[dict]:
             "(run again to measure the rest)"
         )
     return result.rows
+
+
+def write_comparison(results, fmt: str) -> None:
+    from coatbench.render import (
+        benchmark_action_json,
+        comparison_markdown,
+        comparison_records,
+        comparison_summary,
+        print_json,
+    )
+
+    if fmt == "json":
+        print_json(benchmark_action_json(results))
+    elif fmt == "markdown":
+        sys.stdout.write(comparison_markdown(results))
+    else:
+        print_table(comparison_records(results), title=comparison_summary(results))

@@ -119,3 +119,57 @@ def speed_rows(rows: Sequence[dict]) -> list[dict[str, str]]:
             }
         )
     return table
+
+
+def cell_label(spec: dict) -> str:
+    """A cell's name in comparisons: variant, mode, per-core batch, execution, dtype."""
+    return f"{variant_label(spec)} {spec['mode']} bs{spec['batch_per_core']} {spec['execution']} {spec['dtype']}"
+
+
+def comparison_records(results) -> list[dict[str, str]]:
+    order = {"regressed": 0, "inconclusive": 1, "improved": 2, "not comparable": 3, "unchanged": 4}
+    return [
+        {
+            "cell": cell_label(r.spec),
+            "status": r.status,
+            "baseline img/s": "-" if r.baseline is None else f"{r.baseline:,.1f}",
+            "current img/s": "-" if r.current is None else f"{r.current:,.1f}",
+            "change": signed_percent(r.change),
+            "p": "-" if r.p_value is None else f"{r.p_value:.2g}",
+            "why": r.reason,
+        }
+        for r in sorted(results, key=lambda r: order[r.status])
+    ]
+
+
+def comparison_summary(results) -> str:
+    regressed = [r for r in results if r.status == "regressed"]
+    if not regressed:
+        counts = {s: sum(r.status == s for r in results) for s in ("unchanged", "improved", "inconclusive", "not comparable")}
+        return "No regression (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")."
+    return f"{len(regressed)} regression(s): " + "; ".join(
+        f"{cell_label(r.spec)} {signed_percent(r.change)}" for r in regressed
+    )
+
+
+def comparison_markdown(results) -> str:
+    import pandas as pd
+
+    lines = [f"**{comparison_summary(results)}**", ""]
+    if any(r.status != "unchanged" for r in results) or not results:
+        lines.append(pd.DataFrame.from_records(comparison_records(results)).to_markdown(index=False))
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_action_json(results) -> list[dict]:
+    """github-action-benchmark's `customBiggerIsBetter` format: one entry per measured cell."""
+    return [
+        {
+            "name": cell_label(r.spec),
+            "unit": "images/s",
+            "value": r.current,
+            "extra": f"{r.status}; change {signed_percent(r.change)} vs baseline {r.baseline:,.1f}",
+        }
+        for r in results
+        if r.current is not None
+    ]

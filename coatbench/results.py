@@ -30,6 +30,11 @@ def default_path(now: datetime | None = None) -> Path:
     return DEFAULT_DIR / f"speed-{now:%Y%m%d-%H%M%S}.jsonl"
 
 
+def spec_key(spec: dict) -> str:
+    """What identifies a cell across runs: its full spec, canonically serialised."""
+    return json.dumps(spec, sort_keys=True)
+
+
 def append_atomically(path: Path, data: bytes) -> None:
     """Append `data` to `path` by writing the whole new file aside and renaming it over the
     old one: a reader, a crash or Ctrl-C sees the old file or the new one, never half."""

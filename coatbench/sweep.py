@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +16,7 @@ from coatbench.errors import CoatbenchError
 from coatbench.harness import Budget, Cell, Measurement, check_cell, measure
 from coatbench.hardware import Fingerprint, fingerprint, peak_tflops, resolve_device
 from coatbench.options import DeviceKind, Dtype, Execution, Mode
-from coatbench.results import SCHEMA, append_row
+from coatbench.results import SCHEMA, append_row, spec_key
 from coatbench.stats import summarize
 
 GPU_BATCH_SIZES = (32, 64, 128, 256)
@@ -149,10 +148,6 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerpr
         }
         row["memory"] = {"peak_bytes": result.peak_memory_bytes}
     return row
-
-
-def spec_key(spec: dict) -> str:
-    return json.dumps(spec, sort_keys=True)
 
 
 def skip_done(plan: Plan, rows: Sequence[dict], source: Path) -> Plan:

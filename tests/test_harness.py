@@ -20,7 +20,7 @@ TINY = build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=
 def test_measure_cpu_cell(mode):
     result = measure(Cell(TINY, mode, 2, Dtype.FP32), CPU, FAST)
     assert result.status == "ok"
-    assert len(result.samples) >= 3 and all(s > 0 for s in result.samples)
+    assert len(result.samples) >= FAST.min_samples and all(s > 0 for s in result.samples)
     assert result.first_step_s > 0 and result.block_steps >= 1
 
 
