@@ -149,7 +149,7 @@ def speed(
     downsample: DownsampleOpt = None,
     image_size: ImageSize = None,
     num_classes: NumClasses = None,
-    device: Annotated[DeviceKind, typer.Option(help="auto picks a GPU when there is one.")] = DeviceKind.AUTO,
+    device: Annotated[DeviceKind, typer.Option(help="auto picks a GPU, else a TPU, else the CPU.")] = DeviceKind.AUTO,
     mode: Annotated[ModeChoice, typer.Option(help="Training step, inference, or both.")] = ModeChoice.BOTH,
     batch_sizes: Annotated[
         Optional[str], typer.Option(help="Per-core batch sizes [default: 32,64,128,256; 1,2 on a CPU].")
@@ -164,6 +164,8 @@ def speed(
     out: Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to [default: results/runs/speed-<time>.jsonl].")] = None,
     fmt: Format = OutputFormat.TABLE,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress, only the result.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="XLA: fail a cell that recompiles or falls back while timed.")] = False,
+    xla_cache: Annotated[Optional[Path], typer.Option(help="XLA: persistent compilation cache directory.")] = None,
 ) -> None:
     """Training and inference throughput across per-core batch sizes, with honest statistics."""
     from coatbench.results import default_path
@@ -194,6 +196,8 @@ def speed(
         min_time=min_time,
         max_time=max_time,
         timeout=timeout,
+        strict=strict,
+        xla_cache=xla_cache,
         out=out or default_path(),
     )
     rows = run_plan(plan, quiet=quiet)

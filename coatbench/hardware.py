@@ -16,19 +16,39 @@ from coatbench.options import DeviceKind
 
 
 def resolve_device(kind: DeviceKind) -> torch.device:
+    """The device to measure on. `auto`: a CUDA GPU, else a TPU (torch_xla and a TPU
+    attached), else the CPU. Asking for XLA checks the torch/torch_xla pairing first."""
+    from coatbench import xla
+
     if kind is DeviceKind.AUTO:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        kind = DeviceKind.XLA if xla.installed() and xla.tpu_present() else DeviceKind.CPU
     if kind is DeviceKind.CUDA and not torch.cuda.is_available():
         raise CoatbenchError("--device cuda asked for, but torch sees no CUDA GPU: use --device cpu or auto")
+    if kind is DeviceKind.XLA:
+        xla.check_install()
     return torch.device(kind.value)
 
 
-class BlockTimer:
+def device_ops(device: torch.device):
+    """Timing and metrics hooks for `device` (XlaOps for XLA, DeviceOps otherwise)."""
+    if device.type == "xla":
+        from coatbench.xla import XlaOps
+
+        return XlaOps()
+    return DeviceOps(device)
+
+
+class DeviceOps:
     """Wall time of a block of steps, closed by a device synchronisation.
 
     On CUDA the block is bracketed by events recorded on the stream, so host-side
     launch jitter before the first kernel is not counted; `stop` waits for the last one.
+    Eager CUDA and CPU steps need nothing after each step and never recompile.
     """
+
+    deterministic = False  # one process: the harness may decide by its own clock
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -48,6 +68,16 @@ class BlockTimer:
             self._end.synchronize()
             return self._begin.elapsed_time(self._end) / 1e3
         return time.perf_counter() - self._t0
+
+    def after_step(self) -> None:
+        pass
+
+
+    def compile_count(self) -> int:
+        return 0
+
+    def fallbacks(self) -> dict[str, int]:
+        return {}
 
 
 def synchronize(device: torch.device) -> None:
@@ -84,6 +114,8 @@ PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
     ("L4", {"bf16": 121.0, "fp16": 121.0, "fp32": 30.3}),
     ("A10G", {"bf16": 70.0, "fp16": 70.0, "fp32": 31.2}),
     ("V100", {"fp16": 125.0, "fp32": 15.7}),
+    ("XLA:TPU v4", {"bf16": 275.0}),
+    ("XLA:TPU v6", {"bf16": 918.0}),
 )
 
 
@@ -97,6 +129,8 @@ def peak_tflops(device_name: str, dtype: str) -> float | None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "xla":  # known once a worker has started the runtime (xla.platform)
+        return "XLA"
     return cpu_model()
 
 

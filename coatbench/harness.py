@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from coatbench.config import CoAtNetConfig
 from coatbench.errors import CoatbenchError
-from coatbench.hardware import BlockTimer, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
+from coatbench.hardware import device_ops, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
 from coatbench.model import build_model
 from coatbench.options import Dtype, Execution, Mode
 from coatbench.stats import summarize
@@ -67,6 +67,11 @@ class Budget:
     warmup_tolerance: float = 0.05
     max_warmup_time: float = 60.0  # after compilation
     timeout: float = 900.0  # the whole cell, compilation included
+    strict: bool = False  # XLA: fail a cell that recompiles or falls back inside the timed window
+    # XLA, one process per core: a schedule that every process follows step for step
+    fixed_block_steps: int = 5
+    fixed_warmup_blocks: int = 20  # at most; warm-up ends at the first block that compiled nothing
+    fixed_timed_blocks: int = 10
 
 
 @dataclass
@@ -80,6 +85,9 @@ class Measurement:
     warmup_stable: bool = False
     peak_memory_bytes: int | None = None
     message: str = ""
+    devices: int = 1  # cores the cell ran on (XLA: one process each)
+    device_name: str | None = None  # set where only the measuring process can tell (XLA)
+    xla: dict | None = None  # the guard: compiles and fallbacks in the timed window, metrics
 
 
 class CellTimeout(Exception):
@@ -104,24 +112,32 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
 
     if cell.mode is Mode.INFER:
         model.eval()
+        # inference_mode tensors cannot enter XLA's lazy graphs; no_grad does the same job there
+        no_grad = torch.no_grad if device.type == "xla" else torch.inference_mode
+
+        live: list[torch.Tensor] = []  # XLA runs only graphs whose results are still alive
 
         def step() -> None:
-            with torch.inference_mode(), autocast():
-                forward(images)
+            with no_grad(), autocast():
+                live[:] = [forward(images)]
 
     else:
         model.train()
         labels = torch.randint(0, config.num_classes, (batch,), device=device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
         scaler = torch.amp.GradScaler(device.type, enabled=cell.dtype is Dtype.FP16)
+        xla_ops = device_ops(device) if device.type == "xla" else None
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 loss = F.cross_entropy(forward(images), labels)
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            if xla_ops is not None:
+                xla_ops.optimizer_step(optimizer)
+            else:
+                scaler.step(optimizer)
+                scaler.update()
 
     if cell.execution is Execution.CUDA_GRAPHS:
         return capture_cuda_graph(step)
@@ -156,6 +172,20 @@ def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:
     return graph.replay
 
 
+def guard(result: Measurement, ops, compiles_before: int, fallbacks_before: dict[str, int], strict: bool) -> None:
+    """Flag a timed window that recompiled or ran ops on the host: its time is not the
+    steady step's. With `strict` the cell fails instead."""
+    recompiles = ops.compile_count() - compiles_before
+    fell_back = {op: n - fallbacks_before.get(op, 0) for op, n in ops.fallbacks().items() if n > fallbacks_before.get(op, 0)}
+    suspect = recompiles > 0 or bool(fell_back)
+    result.xla = {"compiles_in_window": recompiles, "fallbacks_in_window": fell_back, "suspect": suspect, **ops.summary()}
+    if suspect:
+        why = f"{recompiles} recompilation(s) and {sum(fell_back.values())} aten fallback(s) inside the timed window"
+        result.message = why
+        if strict:
+            result.status = "failed"
+
+
 def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.batch_size < 1:
         raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
@@ -181,19 +211,25 @@ def measure(
     started = time.perf_counter()
     result = Measurement(status="ok")
     steps_done = 0
-    timer = BlockTimer(device)
+    ops = device_ops(device)
+
+    # With one process per XLA core every process must run the same number of steps, or
+    # their gradient all-reduces would wait for each other: there (`ops.deterministic`) the
+    # schedule depends on step and compile counts only, never on a process's own clock.
+    fixed = ops.deterministic
 
     def run_block(steps: int) -> float:
         nonlocal steps_done
-        if time.perf_counter() - started > budget.timeout:
+        if not fixed and time.perf_counter() - started > budget.timeout:
             raise CellTimeout
-        timer.start()
+        ops.start()
         for _ in range(steps):
             if before_step is not None:
                 before_step(steps_done)
             step()
+            ops.after_step()
             steps_done += 1
-        return timer.stop()
+        return ops.stop()
 
     step = None
     try:
@@ -206,11 +242,15 @@ def measure(
         # Warm-up: blocks of about `block_time`, until two in a row agree.
         warm_start = time.perf_counter()
         step_time = run_block(1)
-        result.block_steps = max(1, round(budget.block_time / step_time))
-        previous = None
-        while time.perf_counter() - warm_start < budget.max_warmup_time:
+        result.block_steps = budget.fixed_block_steps if fixed else max(1, round(budget.block_time / step_time))
+        previous, blocks, quiet = None, 0, 0  # quiet: blocks in a row that compiled nothing
+        while (blocks < budget.fixed_warmup_blocks) if fixed else (time.perf_counter() - warm_start < budget.max_warmup_time):
+            compiles = ops.compile_count()
             block = run_block(result.block_steps)
-            if previous is not None and abs(block - previous) <= budget.warmup_tolerance * previous:
+            blocks += 1
+            quiet = quiet + 1 if ops.compile_count() == compiles else 0
+            steady = fixed or (previous is not None and abs(block - previous) <= budget.warmup_tolerance * previous)
+            if quiet >= 2 and steady:
                 result.warmup_stable = True
                 break
             previous = block
@@ -218,17 +258,24 @@ def measure(
         result.warmup_steps = steps_done
 
         reset_peak_memory(device)
+        compiles, fallbacks = ops.compile_count(), ops.fallbacks()
         timed = 0.0
         while True:
             block = run_block(result.block_steps)
             timed += block
             result.samples.append(cell.batch_size * result.block_steps / block)
+            if fixed:
+                if len(result.samples) >= budget.fixed_timed_blocks:
+                    break
+                continue
             enough = len(result.samples) >= budget.min_samples and timed >= budget.min_time
             if enough and summarize(result.samples).ci_halfwidth_rel <= budget.target_ci:
                 break
             if timed >= budget.max_time and len(result.samples) >= budget.min_samples:
                 break  # the CI did not get narrow enough in time: report it as it is
         result.peak_memory_bytes = peak_memory_bytes(device)
+        if device.type == "xla":
+            guard(result, ops, compiles, fallbacks, budget.strict)
     except torch.OutOfMemoryError as error:
         result.status, result.message = "oom", str(error).splitlines()[0][:200]
     except CellTimeout:

@@ -8,6 +8,7 @@ class DeviceKind(str, Enum):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
+    XLA = "xla"
 
 
 class Mode(str, Enum):

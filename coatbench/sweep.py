@@ -32,6 +32,7 @@ class Plan:
     out: Path
     scaled_down: tuple[str, ...] = ()  # what the CPU defaults changed, said to the user
     resumed: str = ""  # which file a resumed plan continues, and how far it had got
+    xla_cache: str | None = None  # persistent XLA compilation cache directory
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -57,6 +58,8 @@ def make_plan(
     min_time: float | None = None,
     max_time: float | None = None,
     timeout: float | None = None,
+    strict: bool = False,
+    xla_cache: Path | None = None,
     out: Path,
 ) -> Plan:
     """The cells to measure, with the defaults that fit the device; on a CPU, what was
@@ -86,7 +89,11 @@ def make_plan(
     for name, value in overrides.items():
         if value is not None and value <= 0:
             raise CoatbenchError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
-    budget = dataclasses.replace(budget, **{k: v for k, v in overrides.items() if v is not None})
+    budget = dataclasses.replace(budget, strict=strict, **{k: v for k, v in overrides.items() if v is not None})
+    if target.type == "xla" and channels_last:
+        channels_last = False  # XLA picks its own layouts: a memory format means nothing there
+    if xla_cache is not None and target.type != "xla":
+        raise CoatbenchError("--xla-cache applies to --device xla only")
     if budget.max_time < budget.min_time:
         raise CoatbenchError(f"--max-time {budget.max_time:g} is below --min-time {budget.min_time:g}: raise it")
     cells = tuple(
@@ -98,13 +105,14 @@ def make_plan(
     )
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
-    return Plan(cells, target, budget, Path(out), tuple(notes))
+    return Plan(cells, target, budget, Path(out), tuple(notes), xla_cache=None if xla_cache is None else str(xla_cache))
 
 
 def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerprint, notes: Sequence[str] = ()) -> dict:
     """One results-file row: the full spec, the model's size, the statistics, the environment,
     and what the run scaled down (so that every report made from it can say so)."""
-    devices = env.device_count
+    devices = result.devices
+    env = dataclasses.replace(env, device_count=devices, device_name=result.device_name or env.device_name)
     row: dict = {
         "schema": SCHEMA,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -128,6 +136,8 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Fingerpr
         "env": env.as_dict(),
         "scaled_down": list(notes),
     }
+    if result.xla is not None:
+        row["xla"] = result.xla
     if result.samples:
         summary = summarize(result.samples)
         flops_per_image = counted.train_flops if cell.mode is Mode.TRAIN else counted.flops
@@ -200,6 +210,12 @@ def run_sweep(
     """Measure every cell in order, appending each row to `plan.out` as soon as it exists.
     Ctrl-C stops the sweep; every finished cell is already on disk."""
     env = fingerprint(plan.device)
+    if plan.device.type == "xla" and measure_cell is measure:
+        from coatbench.xla import measure_on_all_cores
+
+        def measure_cell(cell, device, budget):
+            return measure_on_all_cores(cell, budget, plan.xla_cache)
+
     counts: dict[CoAtNetConfig, ModelCount] = {}
     result = SweepResult()
     try:

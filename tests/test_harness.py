@@ -126,3 +126,18 @@ def test_speed_cli_json_rows(cli, tmp_path):
 )
 def test_speed_bad_input(cli, args, needles):
     assert_one_line_error(cli("speed", *args, "--out", "/dev/null/x.jsonl"), *needles)
+
+
+def test_torch_xla_pairing_is_checked():
+    from coatbench.xla import check_pair
+
+    check_pair("2.9.0+cu128", "2.9.0")
+    with pytest.raises(CoatbenchError, match="torch_xla 2.9.0 does not run on torch 2.13.0"):
+        check_pair("2.13.0+cpu", "2.9.0")
+
+
+def test_xla_without_torch_xla_is_a_clear_error(cli):
+    pytest.importorskip("torch")
+    if __import__("importlib").util.find_spec("torch_xla") is not None:
+        pytest.skip("torch_xla is installed here")
+    assert_one_line_error(cli("speed", "--device", "xla", "--out", "/dev/null/x"), "needs torch_xla", "coatbench[xla]")

@@ -1,0 +1,71 @@
+"""The XLA path on the real torch_xla CPU backend (no TPU here). Run in the XLA venv:
+PJRT_DEVICE=CPU CPU_NUM_DEVICES=2 python -m pytest -m xla"""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.xla
+torch_xla = pytest.importorskip("torch_xla")
+
+import torch  # noqa: E402
+
+from coatbench.config import build_config  # noqa: E402
+from coatbench.harness import Budget, Cell, measure  # noqa: E402
+from coatbench.options import Dtype, Mode  # noqa: E402
+
+TINY = ["coatnet-0", "--image-size", "32", "--layout", "1,1,1,1,1", "--num-classes", "10"]
+
+
+def test_sweep_on_two_xla_cores(cli, tmp_path):
+    out = tmp_path / "xla.jsonl"
+    result = cli("speed", *TINY, "--device", "xla", "--batch-sizes", "2", "--mode", "both",
+                 "--format", "json", "--out", str(out), "--quiet", "--strict")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)
+    assert [r["spec"]["mode"] for r in rows] == ["train", "infer"]
+    for row in rows:
+        assert row["status"] == "ok", row["message"]
+        assert row["spec"]["devices"] == 2 and row["spec"]["global_batch"] == 4
+        assert row["xla"]["compiles_in_window"] == 0 and row["xla"]["fallbacks_in_window"] == {}
+        assert row["xla"]["platform"]["pjrt_device"] == "CPU"
+        t = row["throughput"]
+        assert 0 < t["images_per_s"] < 1e5 and t["images_per_s_total"] == pytest.approx(2 * t["images_per_s"])
+        assert row["timing"]["first_step_s"] > 0 and row["env"]["hardware_key"] == "xla:XLA:CPU x2"
+
+
+class ShapeShift(torch.nn.Module):
+    """Feeds the model a smaller batch after `after` calls: a new graph to compile, late."""
+
+    def __init__(self, model, after: int, keep: int = 1):
+        super().__init__()
+        self.model, self.after, self.keep, self.calls = model, after, keep, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x if self.calls <= self.after else x[: self.keep])
+
+
+def test_guard_flags_a_recompilation_inside_the_timed_window():
+    from coatbench.model import build_model
+
+    device = torch_xla.device()
+    config = build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10)
+    budget = Budget(fixed_block_steps=2, fixed_warmup_blocks=6, fixed_timed_blocks=6)
+    steady = measure(Cell(config, Mode.INFER, 2, Dtype.BF16, channels_last=False), device, budget)
+    assert steady.xla["compiles_in_window"] == 0 and not steady.xla["suspect"]
+    # warm-up ends by step 2 + 6 x 2 = 14 at the latest and timing runs to step 26: change at 16
+    model = ShapeShift(build_model(config, device), after=16)
+    flagged = measure(Cell(config, Mode.INFER, 2, Dtype.BF16, channels_last=False), device, budget, model=model)
+    assert flagged.xla["suspect"] and flagged.xla["compiles_in_window"] >= 1
+    assert "recompilation" in flagged.message and flagged.status == "ok"
+    # batch 4 cut to 3: shapes this process has not compiled yet
+    strict = measure(Cell(config, Mode.INFER, 4, Dtype.BF16, channels_last=False), device,
+                     Budget(**{**budget.__dict__, "strict": True}), model=ShapeShift(build_model(config, device), 16, keep=3))
+    assert strict.status == "failed"
+
+
+def test_installed_pair_is_accepted():
+    from coatbench import xla
+
+    xla.check_install()  # this venv: torch 2.9.0 + torch_xla 2.9.0
