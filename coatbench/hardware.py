@@ -72,6 +72,9 @@ class DeviceOps:
     def after_step(self) -> None:
         pass
 
+    def barrier(self) -> None:
+        pass
+
 
     def compile_count(self) -> int:
         return 0

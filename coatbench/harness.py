@@ -70,7 +70,8 @@ class Budget:
     strict: bool = False  # XLA: fail a cell that recompiles or falls back inside the timed window
     # XLA, one process per core: a schedule that every process follows step for step
     fixed_block_steps: int = 5
-    fixed_warmup_blocks: int = 20  # at most; warm-up ends at the first block that compiled nothing
+    fixed_warmup_blocks: int = 20  # at most; warm-up ends once `quiet_blocks` in a row compiled nothing
+    quiet_blocks: int = 3
     fixed_timed_blocks: int = 10
 
 
@@ -118,8 +119,9 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
         live: list[torch.Tensor] = []  # XLA runs only graphs whose results are still alive
 
         def step() -> None:
+            live.clear()  # free the last output before tracing the next: same graph every step
             with no_grad(), autocast():
-                live[:] = [forward(images)]
+                live.append(forward(images))
 
     else:
         model.train()
@@ -250,13 +252,14 @@ def measure(
             blocks += 1
             quiet = quiet + 1 if ops.compile_count() == compiles else 0
             steady = fixed or (previous is not None and abs(block - previous) <= budget.warmup_tolerance * previous)
-            if quiet >= 2 and steady:
+            if quiet >= budget.quiet_blocks and steady:
                 result.warmup_stable = True
                 break
             previous = block
         result.warmup_s = time.perf_counter() - warm_start
         result.warmup_steps = steps_done
 
+        ops.barrier()
         reset_peak_memory(device)
         compiles, fallbacks = ops.compile_count(), ops.fallbacks()
         timed = 0.0

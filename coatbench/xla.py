@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 
@@ -64,6 +65,11 @@ def installed() -> bool:
     return True
 
 
+_launched_threads = 1  # devices this process drives as threads, set by a torch_xla.launch worker
+_BARRIERS: dict[int, threading.Barrier] = {}
+_BARRIER_LOCK = threading.Lock()
+
+
 class XlaOps:
     """Timing and metrics on an XLA device (see the module docstring)."""
 
@@ -86,6 +92,18 @@ class XlaOps:
 
     def after_step(self) -> None:
         self.torch_xla.sync()
+
+    def barrier(self) -> None:
+        """Wait until every device driven by this process has warmed up.
+
+        The CPU backend runs its devices as threads of one process, and the metrics are the
+        process's: a slower thread compiling its graphs would show up in a faster one's
+        timed window. On a TPU each process drives one core and this returns at once."""
+        parties = _launched_threads
+        if parties > 1:
+            with _BARRIER_LOCK:
+                barrier = _BARRIERS.setdefault(parties, threading.Barrier(parties))
+            barrier.wait()
 
 
     def compile_count(self) -> int:
@@ -154,6 +172,8 @@ def _worker(index: int, cell, budget, cache_dir: str | None, out_dir: str) -> No
 
     from coatbench.harness import measure
 
+    global _launched_threads
+    _launched_threads = xr.addressable_runtime_device_count()
     if cache_dir:
         xr.initialize_cache(cache_dir, readonly=False)
     result = measure(cell, torch_xla.device(), budget)
