@@ -117,3 +117,9 @@ def test_real_a_a_and_injected_slowdown(cli, tmp_path):
     slower = cli("ab", "HEAD~1", "HEAD", "ci-cpu", *args, cwd=repo)
     assert slower.returncode == 1, slower.stdout + slower.stderr
     assert "regressed" in slower.stdout
+
+
+def test_ab_bad_input(cli, tmp_path):
+    assert_one_line_error(cli("ab", "HEAD", "HEAD", "--rounds", "0"), "--rounds must be at least 1")
+    assert_one_line_error(cli("ab", "no-such-ref", "HEAD", "--rounds", "1"), "git rev-parse")
+    assert_one_line_error(cli("ab", "HEAD", "HEAD", cwd=tmp_path), "git rev-parse")  # not a git checkout
