@@ -141,3 +141,14 @@ def test_xla_without_torch_xla_is_a_clear_error(cli):
     if __import__("importlib").util.find_spec("torch_xla") is not None:
         pytest.skip("torch_xla is installed here")
     assert_one_line_error(cli("speed", "--device", "xla", "--out", "/dev/null/x"), "needs torch_xla", "coatbench[xla]")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["run", "ci-cpu", "--execution", "jit", "--dry-run"], ["--execution", "eager,compile,cuda-graphs"]),
+        (["speed", "--device", "cpu", "--xla-cache", "/tmp/x"], ["--xla-cache applies to --device xla"]),
+    ],
+)
+def test_execution_and_xla_cache_bad_input(cli, args, needles):
+    assert_one_line_error(cli(*args), *needles)
