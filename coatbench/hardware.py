@@ -152,7 +152,10 @@ def cpu_model() -> str:
 @cache
 def git_sha() -> str | None:
     """The commit of the coatbench source tree in use, when it runs from a git checkout
-    (None for an installed copy, even one installed inside some other repository)."""
+    (None for an installed copy, even one installed inside some other repository).
+    A copy shipped without its .git (to a remote machine, say) names it in COATBENCH_GIT_SHA."""
+    if os.environ.get("COATBENCH_GIT_SHA"):
+        return os.environ["COATBENCH_GIT_SHA"]
     package_dir = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(

@@ -1,0 +1,178 @@
+"""Alternative formulations of two hot spots of a compiled CoAtNet step, timed in isolation.
+
+1. Depthwise 3x3 conv + BatchNorm + GELU + SE mean on an expanded MBConv tensor: cuDNN's
+   depthwise kernel (inductor cannot fuse into it) against nine shifted multiply-adds that
+   inductor fuses with the norm, the activation and the reduction into one kernel.
+2. The relative-position bias as SDPA's mask: dense per batch (what compiled before) against
+   one broadcast (1, heads, N, N) mask, plain or with rows padded to a 16-byte stride.
+3. Which SDPA backend runs attention with a learnt bias fastest, compiled, forward and
+   forward+backward: the default choice, memory-efficient, cuDNN, and the unfused math
+   path that inductor fuses itself.
+
+Same function in each pair (checked against each other), bf16, channels-last.
+
+    python benchmarks/micro_paths.py [--only dwconv,mask,backend]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from triton.testing import do_bench
+
+
+def depthwise_taps(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """3x3 depthwise conv (padding 1) of a (B, C, H, W) tensor as nine shifted products."""
+    B, C, H, W = x.shape
+    Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (B, H+2, W+2, C)
+    w = weight.view(C, 9).t().to(x.dtype)  # (9, C)
+    out = None
+    for t in range(9):
+        i, j = divmod(t, 3)
+        tap = xp[:, i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride, :] * w[t]
+        out = tap if out is None else out + tap
+    return out.permute(0, 3, 1, 2)  # (B, Ho, Wo, C) -> (B, C, Ho, Wo) channels-last view
+
+
+class DwBlock(nn.Module):
+    def __init__(self, channels: int, taps: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+        self.taps = taps
+
+    def forward(self, x):
+        y = depthwise_taps(x, self.conv.weight) if self.taps else self.conv(x)
+        y = F.gelu(self.norm(y))
+        return y * torch.sigmoid(y.mean((2, 3), keepdim=True))
+
+
+def bench_dwconv() -> list[str]:
+    lines = ["| shape (B, C, H, W) | mode | cuDNN dwconv ms | taps ms | speed-up | max rel. diff |", "|---|---|---|---|---|---|"]
+    for shape in [(128, 512, 56, 56), (128, 1024, 28, 28), (128, 512, 112, 112)]:
+        for train in (False, True):
+            times, outs = [], []
+            for taps in (False, True):
+                torch.manual_seed(0)
+                block = DwBlock(shape[1], taps).cuda().to(memory_format=torch.channels_last).train(train)
+                x = torch.randn(shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+                x.requires_grad_(train)
+                fn = torch.compile(block)
+
+                def run():
+                    with torch.autocast("cuda", torch.bfloat16):
+                        y = fn(x)
+                    if train:
+                        y.float().sum().backward()
+                    return y
+
+                outs.append(run().float())
+                times.append(do_bench(run, warmup=50, rep=300, return_mode="median"))
+            diff = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
+            mode = "train fwd+bwd" if train else "infer"
+            lines.append(f"| {shape} | {mode} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.2f}x | {diff:.1e} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def bench_mask() -> list[str]:
+    lines = ["| heads, d | mask | compiles | fwd ms | fwd+bwd ms |", "|---|---|---|---|---|"]
+    B, N = 128, 196
+    for heads, d in [(16, 32), (8, 64)]:
+        table = torch.randn(heads, N, N, device="cuda", requires_grad=True)
+
+        def dense(q):
+            return table.to(q.dtype)[None].expand(q.shape[0], -1, -1, -1).contiguous()
+
+        def broadcast(q):
+            return table.to(q.dtype)[None]
+
+        def padded(q):
+            # rows at a 16-byte stride: (heads, N, N+pad) storage, viewed back to N columns
+            return F.pad(table.to(q.dtype), (0, (-N) % 8))[None, :, :, :N]
+
+        for name, make in [("dense per batch", dense), ("broadcast", broadcast), ("broadcast, padded rows", padded)]:
+            q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+            fn = torch.compile(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=make(q)))
+            try:
+                fwd = do_bench(lambda: fn(q, k, v), warmup=50, rep=200, return_mode="median")
+                bwd = do_bench(lambda: fn(q, k, v).sum().backward(), warmup=50, rep=200, return_mode="median")
+                lines.append(f"| {heads}, {d} | {name} | yes | {fwd:.3f} | {bwd:.3f} |")
+            except Exception as error:  # the result is whether it compiles
+                lines.append(f"| {heads}, {d} | {name} | no: {str(error).splitlines()[0][:80]} | - | - |")
+            torch._dynamo.reset()
+            print(lines[-1], flush=True)
+    return lines
+
+
+BACKENDS = {
+    "default": None,
+    "memory-efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cuDNN": SDPBackend.CUDNN_ATTENTION,
+    "math (inductor-fused)": SDPBackend.MATH,
+}
+
+
+def bench_backend() -> list[str]:
+    """CoAtNet-2's attention shapes at per-core batch 128: S3 (196 tokens) at head size 32
+    and 64, S4 (49 tokens)."""
+    lines = [
+        "| tokens, heads, d | backend | fwd ms | fwd+bwd ms | rel. diff vs math (out, grad of bias) |",
+        "|---|---|---|---|---|",
+    ]
+    B = 128
+    for N, heads, d in [(196, 16, 32), (196, 8, 64), (49, 32, 32)]:
+        torch.manual_seed(0)
+        table = torch.randn(heads, N, N, device="cuda", requires_grad=True)
+        q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        reference = None
+        for name, backend in reversed(BACKENDS.items()):  # math first: the reference
+            torch._dynamo.reset()
+            context = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
+            try:
+                with context:
+                    fn = torch.compile(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=table.to(q.dtype)[None]))
+                    table.grad = None
+                    out = fn(q, k, v)
+                    out.float().square().sum().backward()
+                    result = (out.float(), table.grad.clone())
+                    fwd = do_bench(lambda: fn(q, k, v), warmup=50, rep=200, return_mode="median")
+                    bwd = do_bench(lambda: fn(q, k, v).sum().backward(), warmup=50, rep=200, return_mode="median")
+                if reference is None:
+                    reference, diff = result, "-"
+                else:
+                    diff = ", ".join(f"{((a - b).norm() / b.norm()).item():.1e}" for a, b in zip(result, reference))
+                lines.append(f"| {N}, {heads}, {d} | {name} | {fwd:.3f} | {bwd:.3f} | {diff} |")
+            except Exception as error:  # the result is whether this backend takes the case
+                lines.append(f"| {N}, {heads}, {d} | {name} | not supported: {str(error).splitlines()[0][:90]} | - | - |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+SECTIONS = {
+    "dwconv": ("depthwise conv + BN + GELU + SE scale, compiled", bench_dwconv),
+    "mask": ("relative bias as SDPA mask, compiled", bench_mask),
+    "backend": ("SDPA backend for attention with a learnt bias, compiled", bench_backend),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    args = parser.parse_args()
+    print(f"# micro paths ({torch.__version__}, {torch.cuda.get_device_name()})\n", flush=True)
+    out = []
+    for key in args.only.split(","):
+        title, bench = SECTIONS[key]
+        out += [f"## {title}", *bench(), ""]
+    print("\n" + "\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
