@@ -47,15 +47,15 @@ def reduce_overhead(model: CoAtNet) -> CoAtNet:
     return model
 
 
-# name -> (how the model is prepared, how the harness runs the step, modes it applies to)
-LEVERS: dict[str, tuple[Callable[[CoAtNet], CoAtNet] | None, Execution, tuple[Mode, ...]]] = {
-    "compile, regional (default)": (regional, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),  # the baseline: first
-    "eager": (None, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
-    "eager + CUDA graph": (None, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
-    "compile, regional + CUDA graph of the whole step": (regional, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
-    "compile, whole model": (whole, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
-    "compile, whole model, mode=reduce-overhead": (reduce_overhead, Execution.EAGER, (Mode.INFER,)),
-    "compile, whole model, frozen (BN folded)": (whole_frozen, Execution.EAGER, (Mode.INFER,)),
+# key -> (label, how the model is prepared, how the harness runs the step, modes it applies to)
+LEVERS: dict[str, tuple[str, Callable[[CoAtNet], CoAtNet] | None, Execution, tuple[Mode, ...]]] = {
+    "regional": ("compile, regional (default)", regional, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),  # the baseline: first
+    "eager": ("eager", None, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
+    "eager-graph": ("eager + CUDA graph", None, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
+    "regional-graph": ("compile, regional + CUDA graph of the whole step", regional, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
+    "whole": ("compile, whole model", whole, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
+    "whole-reduce-overhead": ("compile, whole model, mode=reduce-overhead", reduce_overhead, Execution.EAGER, (Mode.INFER,)),
+    "whole-frozen": ("compile, whole model, frozen (BN folded)", whole_frozen, Execution.EAGER, (Mode.INFER,)),
 }
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--model", default="coatnet-2")
     parser.add_argument("--modes", default="infer,train")
     parser.add_argument("--batch-sizes", default="128")
-    parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated names from LEVERS")
+    parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated keys of LEVERS")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -91,8 +91,8 @@ def main() -> None:
     for mode in map(Mode, args.modes.split(",")):
         for batch in map(int, args.batch_sizes.split(",")):
             baseline = None
-            for name in args.levers.split(","):
-                prepare, execution, modes = LEVERS[name]
+            for key in args.levers.split(","):
+                name, prepare, execution, modes = LEVERS[key]
                 if mode not in modes:
                     continue
                 model = build_model(config, device)
@@ -106,7 +106,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 if result.samples:
                     rate = statistics.median(result.samples)
-                    baseline = rate if name == "compile, regional (default)" else baseline
+                    baseline = rate if key == "regional" else baseline
                     ratio = f"{rate / baseline:.2f}x" if baseline else "-"
                     cells = f"{rate:,.0f} | {ratio} | {result.first_step_s:.0f}"
                 else:

@@ -122,6 +122,10 @@ BACKENDS = {
 def bench_backend() -> list[str]:
     """CoAtNet-2's attention shapes at per-core batch 128: S3 (196 tokens) at head size 32
     and 64, S4 (49 tokens)."""
+    # The backend is chosen when the graph is traced: a cached compiled graph would replay
+    # the first backend's choice for every later one.
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
     lines = [
         "| tokens, heads, d | backend | fwd ms | fwd+bwd ms | rel. diff vs math (out, grad of bias) |",
         "|---|---|---|---|---|",
