@@ -1,70 +1,216 @@
-"""coatbench's CoAtNet against timm's, measured side by side in one process, one harness.
+"""coatbench's CoAtNet against timm's, side by side in one process with one harness.
 
-timm's `coatnet_N_224` configs differ from the paper (stride-2 depthwise downsampling,
-avg-pool shortcuts, an extra pre-logits layer), so they are compared against coatbench's
-`--downsample dwconv` variant too. Eager only here: timm's fused attention does not
-compile on torch 2.11 (see ../shared/reference/anchors.md).
+For each model, mode and per-core batch size, both implementations are timed eager and
+compiled, where compiled means the same treatment for both: torch.compile of every block
+(regional), then the whole step (forward, backward, SGD) captured as one CUDA graph
+(coatbench's `compile+cuda-graphs`). Cells are saved to a JSON Lines file as they finish
+(`--resume` skips those already there) and the Markdown table is re-rendered after each.
 
-    python benchmarks/vs_timm.py [--models 0,2] [--batch-sizes 32,128,256] [--out FILE.md]
+Differences between the two, kept as they are: timm's `coatnet_N_224` configs use stride-2
+depthwise downsampling, avg-pool shortcuts and an extra pre-logits layer (so their FLOPs
+differ; MFU uses each model's own count); timm's fused attention does not compile on torch
+2.11 (anchors.md), so its compiled cells use its unfused attention and its eager cells its
+fused one, each its best working path.
+
+    python benchmarks/vs_timm.py [--models 2,0,3] [--batch-sizes 128,32,256] --out results/h100/speed.jsonl --markdown results/h100/speed.md
+    python benchmarks/vs_timm.py --render results/h100/speed.jsonl --markdown results/h100/speed.md   # no GPU needed
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-import torch
+IMPLEMENTATIONS = ("timm", "coatbench")
+EXECUTIONS = ("eager", "compile+cuda-graphs")
+MODES = ("train", "infer")
 
-from coatbench.config import build_config
-from coatbench.harness import Budget, Cell, measure
-from coatbench.hardware import device_name
-from coatbench.model import build_model
-from coatbench.options import Dtype, Mode
+
+def timm_units(model):
+    """timm's MaxxVit in the regions coatbench compiles its own model in: stem, each block, head."""
+    return [model.stem, *(block for stage in model.stages for block in stage.blocks), model.head]
+
+
+def build(implementation: str, n: int, execution: str, device):
+    from coatbench.config import build_config
+    from coatbench.model import build_model
+
+    if implementation == "coatbench":
+        return build_model(build_config(f"coatnet-{n}"), device)
+    import timm
+
+    timm.layers.set_fused_attn(execution == "eager")
+    return timm.create_model(f"coatnet_{n}_224").to(device)
+
+
+def flops_per_image(model, mode: str, device) -> int:
+    """Matmul, conv and attention FLOPs of one image (torch's FlopCounterMode, 2 per multiply-add)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from coatbench.counting import train_step_flops
+
+    image = torch.randn(1, 3, 224, 224, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        if mode == "train":
+            model.train()
+            flops = train_step_flops(model, image)
+            model.zero_grad(set_to_none=True)
+            return flops
+        model.eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(image)
+        return counter.get_total_flops()
+
+
+def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: str, device) -> dict:
+    import torch
+
+    from coatbench.config import build_config
+    from coatbench.harness import Budget, Cell, compile_regions, measure
+    from coatbench.hardware import fingerprint, peak_tflops
+    from coatbench.options import Dtype, Execution, Mode
+    from coatbench.stats import summarize
+
+    model = build(implementation, n, execution, device)
+    flops = flops_per_image(model, mode, device)  # before compiling: counting runs the model
+    if execution != "eager":
+        compile_regions(model, model.compile_units() if implementation == "coatbench" else timm_units(model))
+    run = Execution.COMPILE_CUDA_GRAPHS if execution != "eager" else Execution.EAGER
+    # the harness runs the model as built: compiled above, captured by the harness if asked
+    harness_execution = Execution.CUDA_GRAPHS if run is Execution.COMPILE_CUDA_GRAPHS else Execution.EAGER
+    cell = Cell(build_config(f"coatnet-{n}"), Mode(mode), batch, Dtype.BF16, harness_execution)
+    t0 = time.perf_counter()
+    result = measure(cell, device, Budget(max_time=8, max_warmup_time=20), model=model)
+    env = fingerprint(device)
+    row = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": result.status,
+        "message": result.message,
+        "spec": {"implementation": implementation, "model": f"coatnet-{n}", "image_size": 224, "mode": mode,
+                 "batch_per_core": batch, "execution": run.value, "dtype": "bf16", "channels_last": True},
+        "first_step_s": result.first_step_s,
+        "cell_s": time.perf_counter() - t0,
+        "flops_per_image": flops,
+        "samples": result.samples,
+        "env": env.as_dict(),
+        "timm": timm_version(),
+    }
+    if result.samples:
+        summary = summarize(result.samples)
+        peak = peak_tflops(env.device_name, "bf16")
+        row["images_per_s"] = summary.median
+        row["ci_halfwidth_rel"] = summary.ci_halfwidth_rel
+        row["mfu"] = None if peak is None else summary.median * flops / (peak * 1e12)
+        row["peak_tflops"] = peak
+    del model
+    torch.cuda.empty_cache()
+    return row
+
+
+def timm_version() -> str | None:
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm.__version__
+
+
+def key(spec: dict) -> tuple:
+    return spec["implementation"], spec["model"], spec["mode"], spec["batch_per_core"], spec["execution"]
+
+
+def render(rows: list[dict], command: str) -> str:
+    latest = {key(r["spec"]): r for r in rows}
+    envs = {r["env"]["device_name"] for r in rows}
+    peak = next((r["peak_tflops"] for r in rows if r.get("peak_tflops")), None)
+    shas = sorted({r["env"]["git_sha"][:7] for r in rows if r["env"].get("git_sha")})
+    timm = sorted({r["timm"] for r in rows if r.get("timm")})
+    lines = [
+        f"# coatbench vs timm: CoAtNet at 224, bf16, channels-last, images/s per GPU ({', '.join(sorted(envs))})",
+        "",
+        f"Command: `{command}` (coatbench {', '.join(shas) or 'commit unknown'}, torch "
+        f"{rows[0]['env']['torch']}, timm {', '.join(timm) or 'not installed'}).",
+        "",
+        "Compiled = torch.compile of every block, then the whole step captured as one CUDA graph, for both. "
+        f"MFU = images/s x the model's own matmul/conv/attention FLOPs / {peak} TFLOP/s (datasheet dense bf16). "
+        "ratio = coatbench / timm. `-`: not measured yet.",
+        "",
+        "| model | mode | batch | timm eager | coatbench eager | ratio | timm compiled | coatbench compiled | ratio "
+        "| MFU timm eager / compiled | MFU coatbench eager / compiled |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cells = sorted({(s[1], s[2], s[3]) for s in latest}, key=lambda c: (int(c[0][-1]), MODES.index(c[1]), c[2]))
+
+    def get(impl, model, mode, batch, execution):
+        return latest.get((impl, model, mode, batch, execution))
+
+    def rate(row):
+        if row is None:
+            return "-"
+        return f"{row['images_per_s']:,.0f}" if row["status"] == "ok" else row["status"].upper()
+
+    def ratio(a, b):
+        ok = a is not None and b is not None and a["status"] == b["status"] == "ok"
+        return f"{b['images_per_s'] / a['images_per_s']:.2f}x" if ok else "-"
+
+    def mfu(row):
+        return f"{row['mfu']:.1%}" if row is not None and row.get("mfu") is not None else "-"
+
+    for model, mode, batch in cells:
+        te, ce = get("timm", model, mode, batch, "eager"), get("coatbench", model, mode, batch, "eager")
+        tc, cc = (get(i, model, mode, batch, "compile+cuda-graphs") for i in IMPLEMENTATIONS)
+        lines.append(
+            f"| {model} | {mode} | {batch} | {rate(te)} | {rate(ce)} | {ratio(te, ce)} | {rate(tc)} | {rate(cc)} "
+            f"| {ratio(tc, cc)} | {mfu(te)} / {mfu(tc)} | {mfu(ce)} / {mfu(cc)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    import timm
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="0,2")
-    parser.add_argument("--batch-sizes", default="32,128,256")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--models", default="2,0,3", help="CoAtNet sizes, in the order to measure them")
+    parser.add_argument("--batch-sizes", default="128,32,256")
+    parser.add_argument("--modes", default="train,infer")
+    parser.add_argument("--executions", default=",".join(EXECUTIONS))
+    parser.add_argument("--out", type=Path, help="JSON Lines file to append to; cells already in it are skipped")
+    parser.add_argument("--markdown", type=Path, required=True)
+    parser.add_argument("--render", type=Path, help="only re-render the Markdown from this JSON Lines file")
     args = parser.parse_args()
+
+    from coatbench.results import append_row, read_rows
+
+    command = (
+        f"python benchmarks/vs_timm.py --models {args.models} --batch-sizes {args.batch_sizes} "
+        f"--out {args.out or args.render} --markdown {args.markdown}"
+    )
+    if args.render:
+        args.markdown.write_text(render(read_rows(args.render), command))
+        return
+    import torch
+
     device = torch.device("cuda")
-    lines = [
-        f"# coatbench vs timm {timm.__version__}: bf16, channels-last, eager, images/s, {device_name(device)}",
-        "",
-        f"Command: `python benchmarks/vs_timm.py --models {args.models} --batch-sizes {args.batch_sizes}`",
-        "",
-        "| model | mode | batch | timm | coatbench (paper, Eqn 5) | ratio | coatbench dwconv (Table 9) | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+    done = {key(r["spec"]) for r in read_rows(args.out) if r["status"] in ("ok", "oom")} if args.out.exists() else set()
+    todo = [
+        (impl, int(n), mode, batch, execution)
+        for n in args.models.split(",")
+        for batch in map(int, args.batch_sizes.split(","))
+        for mode in args.modes.split(",")
+        for execution in args.executions.split(",")
+        for impl in IMPLEMENTATIONS
+        if (impl, f"coatnet-{n}", mode, batch, execution) not in done
     ]
-    print("\n".join(lines), flush=True)
-    for n in args.models.split(","):
-        config = build_config(f"coatnet-{n}")
-        dw = build_config(f"coatnet-{n}", downsample="dwconv")
-        for mode in (Mode.TRAIN, Mode.INFER):
-            for batch in map(int, args.batch_sizes.split(",")):
-                rates = []
-                for cfg, model in (
-                    (config, timm.create_model(f"coatnet_{n}_224").to(device)),
-                    (config, build_model(config, device)),
-                    (dw, build_model(dw, device)),
-                ):
-                    result = measure(Cell(cfg, mode, batch, Dtype.BF16), device, Budget(max_time=10), model=model)
-                    rates.append(statistics.median(result.samples) if result.samples else float("nan"))
-                    del model
-                    torch.cuda.empty_cache()
-                timm_rate, ours, ours_dw = rates
-                line = (
-                    f"| coatnet-{n} | {mode.value} | {batch} | {timm_rate:,.0f} | {ours:,.0f} | {ours / timm_rate:.2f}x "
-                    f"| {ours_dw:,.0f} | {ours_dw / timm_rate:.2f}x |"
-                )
-                lines.append(line)
-                print(line, flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    print(f"{len(todo)} cells to measure ({len(done)} already in {args.out})", flush=True)
+    for i, (impl, n, mode, batch, execution) in enumerate(todo, 1):
+        row = measure_cell(impl, n, mode, batch, execution, device)
+        append_row(args.out, row)
+        shown = f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}" if row["status"] == "ok" else row["status"]
+        print(f"[{i}/{len(todo)}] {impl} coatnet-{n} {mode} bs{batch} {execution}: {shown} "
+              f"(first step {row['first_step_s'] or 0:.0f} s, cell {row['cell_s']:.0f} s)", flush=True)
+        args.markdown.write_text(render(read_rows(args.out), command))
 
 
 if __name__ == "__main__":

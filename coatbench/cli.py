@@ -46,6 +46,16 @@ NumClasses = Annotated[Optional[int], typer.Option(help="Classifier outputs [def
 Format = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 
 
+def execution_of(compile: bool, cuda_graphs: bool, fold_bn: bool) -> Execution:
+    if fold_bn:
+        if cuda_graphs:
+            raise CoatbenchError("--fold-bn compiles the whole model without a CUDA graph: drop --cuda-graphs")
+        return Execution.COMPILE_FOLDED_BN
+    if compile:
+        return Execution.COMPILE_CUDA_GRAPHS if cuda_graphs else Execution.COMPILE
+    return Execution.CUDA_GRAPHS if cuda_graphs else Execution.EAGER
+
+
 @app.command()
 def models(fmt: Format = OutputFormat.TABLE) -> None:
     """Every CoAtNet variant counted, beside the params and FLOPs the paper reports."""
@@ -156,8 +166,13 @@ def speed(
     ] = None,
     dtype: Annotated[Optional[Dtype], typer.Option(help="Autocast dtype [default: bf16; fp32 on a CPU].")] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the eager step in a CUDA graph.")] = False,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile each block of the model.")] = False,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="Capture the whole step in a CUDA graph (with --compile: the compiled step).")
+    ] = False,
+    fold_bn: Annotated[
+        bool, typer.Option("--fold-bn", help="Inference, compiled with BatchNorm folded into the convs (execution compile-folded-bn).")
+    ] = False,
     min_time: Annotated[Optional[float], typer.Option(help="Timed seconds per cell, at least [default: 2; 1 on a CPU].")] = None,
     max_time: Annotated[Optional[float], typer.Option(help="Stop refining the CI after this many timed seconds.")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Give up on a cell after this many seconds [default: 900].")] = None,
@@ -171,9 +186,7 @@ def speed(
     from coatbench.results import default_path
     from coatbench.sweep import make_plan, parse_batch_sizes
 
-    if compile and cuda_graphs:
-        raise CoatbenchError("--compile and --cuda-graphs are separate execution modes: pick one")
-    execution = Execution.COMPILE if compile else Execution.CUDA_GRAPHS if cuda_graphs else Execution.EAGER
+    execution = execution_of(compile, cuda_graphs, fold_bn)
     config = build_config(
         model,
         head_size=head_size,
@@ -251,7 +264,7 @@ def _run_suite(
 SuiteDevice = Annotated[DeviceKind, typer.Option(help="auto picks a GPU when there is one.")]
 SuiteBatches = Annotated[Optional[str], typer.Option(help="Per-core batch sizes [default: the suite's; 1,2 on a CPU].")]
 SuiteDtype = Annotated[Optional[Dtype], typer.Option(help="Autocast dtype [default: bf16; fp32 on a CPU].")]
-Executions = Annotated[str, typer.Option("--execution", help="Execution modes, comma-separated: eager,compile,cuda-graphs.")]
+Executions = Annotated[str, typer.Option("--execution", help="Execution modes, comma-separated: eager,compile,cuda-graphs,compile+cuda-graphs,compile-folded-bn.")]
 Out = Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to [default: results/runs/speed-<time>.jsonl].")]
 Resume = Annotated[Optional[Path], typer.Option(help="Skip the cells already in this results file and append to it.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List the cells and a rough time estimate; measure nothing.")]

@@ -103,7 +103,9 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
     model = (model or build_model(config, device)).to(memory_format=memory_format)
     images = torch.randn(batch, 3, config.image_size, config.image_size, device=device)
     images = images.contiguous(memory_format=memory_format)
-    if cell.execution is Execution.COMPILE:
+    if cell.execution is Execution.COMPILE_FOLDED_BN:
+        compile_frozen(model)
+    elif cell.execution.compiles:
         compile_regions(model)
     forward = model
 
@@ -141,23 +143,32 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
                 scaler.step(optimizer)
                 scaler.update()
 
-    if cell.execution is Execution.CUDA_GRAPHS:
+    if cell.execution.captures:
         return capture_cuda_graph(step)
     return step
 
 
-def compile_regions(model: torch.nn.Module) -> None:
+def compile_regions(model: torch.nn.Module, units: list[torch.nn.Module] | None = None) -> None:
     """torch.compile each block in place (regional compilation), static shapes.
 
     Blocks after the first in a stage are identical, so they share one compiled graph:
     CoAtNet-2 compiles 11 graphs instead of one graph of 26 blocks, several times faster,
     while the fusions that matter (inside a block) are kept. Dynamo's caches are reset
     first so that each cell's compile time is its own and no earlier graph is reused.
+    `units` (default: the model's compile_units) lets another model be compiled the same way.
     """
     torch._dynamo.reset()
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    for unit in model.compile_units():
+    for unit in units if units is not None else model.compile_units():
         unit.compile(dynamic=False)
+
+
+def compile_frozen(model: torch.nn.Module) -> None:
+    """torch.compile the whole model with inductor's freezing, for inference: parameters
+    become constants, BatchNorm folds into the conv before it, the relative-bias gather is
+    done once at compile time."""
+    torch._dynamo.reset()
+    model.compile(dynamic=False, options={"freezing": True})
 
 
 def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:
@@ -191,11 +202,13 @@ def guard(result: Measurement, ops, compiles_before: int, fallbacks_before: dict
 def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.batch_size < 1:
         raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
-    if cell.execution is Execution.CUDA_GRAPHS:
+    if cell.execution.captures:
         if device.type != "cuda":
             raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
+    if cell.execution is Execution.COMPILE_FOLDED_BN and cell.mode is not Mode.INFER:
+        raise CoatbenchError("BatchNorm can be folded for inference only: use --mode infer with compile-folded-bn")
 
 
 def measure(

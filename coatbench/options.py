@@ -24,8 +24,21 @@ class Dtype(str, Enum):
 
 class Execution(str, Enum):
     EAGER = "eager"
-    COMPILE = "compile"  # torch.compile, default mode
+    COMPILE = "compile"  # torch.compile of each block (regional), default mode
     CUDA_GRAPHS = "cuda-graphs"  # the eager step captured once and replayed
+    COMPILE_CUDA_GRAPHS = "compile+cuda-graphs"  # regional compile, the whole step captured and replayed
+    # Inference only: inductor freezing makes the weights constants and folds each BatchNorm
+    # into the conv before it. A different computation of the same function: never the
+    # silent default, since it favours BatchNorm over LayerNorm.
+    COMPILE_FOLDED_BN = "compile-folded-bn"
+
+    @property
+    def compiles(self) -> bool:
+        return self in (Execution.COMPILE, Execution.COMPILE_CUDA_GRAPHS, Execution.COMPILE_FOLDED_BN)
+
+    @property
+    def captures(self) -> bool:
+        return self in (Execution.CUDA_GRAPHS, Execution.COMPILE_CUDA_GRAPHS)
 
 
 class ReportFormat(str, Enum):

@@ -103,6 +103,10 @@ def make_plan(
         for mode in modes
         for batch in batch_sizes
     )
+    folded = [c for c in cells if c.execution is Execution.COMPILE_FOLDED_BN]
+    if any(c.mode is Mode.INFER for c in folded) and any(c.mode is Mode.TRAIN for c in folded):
+        cells = tuple(c for c in cells if not (c.execution is Execution.COMPILE_FOLDED_BN and c.mode is Mode.TRAIN))
+        notes.append("compile-folded-bn folds BatchNorm for inference only: its training cells are left out")
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
     return Plan(cells, target, budget, Path(out), tuple(notes), xla_cache=None if xla_cache is None else str(xla_cache))
@@ -184,7 +188,7 @@ def estimate_seconds(cell: Cell, counted: ModelCount, env: Fingerprint, budget: 
     rate = (peak or 100.0) * GPU_FRACTION_OF_PEAK if env.device_type == "cuda" else CPU_TFLOPS_PER_THREAD * env.threads
     step = flops / (rate * 1e12)
     steps = 5 + max(budget.min_samples * max(1, round(budget.block_time / step)), budget.min_time / step)
-    compile_time = COMPILE_SECONDS[cell.mode] if cell.execution is Execution.COMPILE else 0.0
+    compile_time = COMPILE_SECONDS[cell.mode] if cell.execution.compiles else 0.0
     return compile_time + steps * step
 
 

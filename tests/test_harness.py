@@ -46,6 +46,35 @@ def test_bad_cells_are_refused():
         measure(Cell(TINY, Mode.INFER, 1, execution=Execution.CUDA_GRAPHS), CPU, FAST)
 
 
+def test_folded_bn_computes_the_same_function():
+    """compile-folded-bn folds BatchNorm into the convs: same logits as the eager model."""
+    from coatbench.harness import compile_frozen
+    from coatbench.model import build_model
+
+    torch.manual_seed(0)
+    eager = build_model(TINY).eval()
+    for m in eager.modules():  # non-trivial running statistics, or folding would be a no-op
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    folded = build_model(TINY).eval()
+    folded.load_state_dict(eager.state_dict())
+    compile_frozen(folded)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = eager(x), folded(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    torch._dynamo.reset()
+
+
+def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
+    plan = make_plan([TINY], device=DeviceKind.CPU, batch_sizes=[1], executions=[Execution.EAGER, Execution.COMPILE_FOLDED_BN],
+                     out=tmp_path / "r.jsonl")
+    cells = [(c.execution, c.mode) for c in plan.cells]
+    assert cells == [(Execution.EAGER, Mode.TRAIN), (Execution.EAGER, Mode.INFER), (Execution.COMPILE_FOLDED_BN, Mode.INFER)]
+    assert any("inference only" in note for note in plan.scaled_down)
+
+
 def test_sweep_records_oom_and_goes_on(tmp_path):
     plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3],
                      min_time=0.05, max_time=0.3, out=tmp_path / "r.jsonl")
@@ -119,7 +148,9 @@ def test_speed_cli_json_rows(cli, tmp_path):
         (["--min-time", "5", "--max-time", "1"], ["--max-time"]),
         (["--device", "cuda"], ["no CUDA GPU"]),
         (["--cuda-graphs", "--device", "cpu"], ["needs a CUDA device"]),
-        (["--compile", "--cuda-graphs"], ["pick one"]),
+        (["--compile", "--cuda-graphs", "--device", "cpu"], ["needs a CUDA device"]),
+        (["--fold-bn", "--cuda-graphs"], ["--fold-bn", "drop --cuda-graphs"]),
+        (["--fold-bn", "--mode", "train", "--device", "cpu"], ["inference only", "--mode infer"]),
         (["--dtype", "int8"], ["--dtype"]),
         (["coatnet-11"], ["unknown model"]),
     ],
@@ -146,7 +177,7 @@ def test_xla_without_torch_xla_is_a_clear_error(cli):
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["run", "ci-cpu", "--execution", "jit", "--dry-run"], ["--execution", "eager,compile,cuda-graphs"]),
+        (["run", "ci-cpu", "--execution", "jit", "--dry-run"], ["--execution", "compile+cuda-graphs", "compile-folded-bn"]),
         (["speed", "--device", "cpu", "--xla-cache", "/tmp/x"], ["--xla-cache applies to --device xla"]),
     ],
 )
