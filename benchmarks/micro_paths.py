@@ -1,4 +1,4 @@
-"""Alternative formulations of two hot spots of a compiled CoAtNet step, timed in isolation.
+"""Alternative formulations of hot spots of a compiled CoAtNet step, timed in isolation.
 
 1. Depthwise 3x3 conv + BatchNorm + GELU + SE mean on an expanded MBConv tensor: cuDNN's
    depthwise kernel (inductor cannot fuse into it) against nine shifted multiply-adds that
@@ -8,10 +8,13 @@
 3. Which SDPA backend runs attention with a learnt bias fastest, compiled, forward and
    forward+backward: the default choice, memory-efficient, cuDNN, and the unfused math
    path that inductor fuses itself.
+4. The end of an MBConv block, project(y * se_scale) + bias + shortcut: the scaled tensor
+   written and read again before a cuDNN 1x1 conv, against one batched matmul whose
+   per-image weights carry the SE scale (W * s[b]), with the shortcut added in its epilogue.
 
 Same function in each pair (checked against each other), bf16, channels-last.
 
-    python benchmarks/micro_paths.py [--only dwconv,mask,backend]
+    python benchmarks/micro_paths.py [--only dwconv,mask,backend,se_project]
 """
 
 from __future__ import annotations
@@ -159,10 +162,57 @@ def bench_backend() -> list[str]:
     return lines
 
 
+def se_project_conv(y, scale, weight, bias, shortcut):
+    return F.conv2d(y * scale, weight, bias) + shortcut
+
+
+def se_project_bmm(y, scale, weight, bias, shortcut):
+    """The same function: (B, HW, C4) @ (B, C4, C), the SE scale folded into per-image weights."""
+    B, C4, H, W = y.shape
+    C = weight.shape[0]
+    tokens = y.permute(0, 2, 3, 1).reshape(B, H * W, C4)  # free view of a channels-last tensor
+    weights = weight.view(C, C4).t()[None] * scale.view(B, C4, 1)  # (B, C4, C)
+    rest = (shortcut + bias.view(1, C, 1, 1)).permute(0, 2, 3, 1).reshape(B, H * W, C)
+    return torch.baddbmm(rest, tokens, weights.to(y.dtype)).view(B, H, W, C).permute(0, 3, 1, 2)
+
+
+def bench_se_project() -> list[str]:
+    lines = ["| y (B, C4, H, W) -> C | mode | scale + conv ms | per-image bmm ms | speed-up | rel. diff |", "|---|---|---|---|---|---|"]
+    for (B, C4, H, W), C in [((128, 512, 56, 56), 128), ((128, 1024, 28, 28), 256)]:
+        for train in (False, True):
+            torch.manual_seed(0)
+            def cl(*shape):
+                t = torch.randn(*shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+                return t.requires_grad_(train)
+            y, shortcut = cl(B, C4, H, W), cl(B, C, H, W)
+            scale = torch.rand(B, C4, 1, 1, device="cuda", dtype=torch.bfloat16, requires_grad=train)
+            weight = (torch.randn(C, C4, 1, 1, device="cuda") / C4**0.5).requires_grad_(train)
+            bias = torch.randn(C, device="cuda", requires_grad=train)
+            times, outs = [], []
+            for impl in (se_project_conv, se_project_bmm):
+                fn = torch.compile(impl)
+
+                def run():
+                    with torch.autocast("cuda", torch.bfloat16):
+                        out = fn(y, scale, weight, bias, shortcut)
+                    if train:
+                        out.float().sum().backward()
+                    return out
+
+                outs.append(run().float())
+                times.append(do_bench(run, warmup=50, rep=300, return_mode="median"))
+            diff = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
+            mode = "train fwd+bwd" if train else "infer"
+            lines.append(f"| ({B}, {C4}, {H}, {W}) -> {C} | {mode} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.2f}x | {diff:.1e} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 SECTIONS = {
     "dwconv": ("depthwise conv + BN + GELU + SE scale, compiled", bench_dwconv),
     "mask": ("relative bias as SDPA mask, compiled", bench_mask),
     "backend": ("SDPA backend for attention with a learnt bias, compiled", bench_backend),
+    "se_project": ("SE scale + project conv + shortcut: conv against per-image batched matmul, compiled", bench_se_project),
 }
 
 

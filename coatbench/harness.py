@@ -207,6 +207,8 @@ def check_cell(cell: Cell, device: torch.device) -> None:
             raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
+    if cell.execution.compiles and device.type == "xla":
+        raise CoatbenchError(f"{cell.execution.value} is for CPUs and GPUs: XLA compiles every step itself, use --execution eager")
     if cell.execution is Execution.COMPILE_FOLDED_BN and cell.mode is not Mode.INFER:
         raise CoatbenchError("BatchNorm can be folded for inference only: use --mode infer with compile-folded-bn")
 

@@ -6,7 +6,7 @@ import torch
 from conftest import assert_one_line_error
 from coatbench.config import build_config
 from coatbench.errors import CoatbenchError
-from coatbench.harness import Budget, Cell, measure
+from coatbench.harness import Budget, Cell, check_cell, measure
 from coatbench.options import DeviceKind, Dtype, Execution, Mode
 from coatbench.results import read_rows
 from coatbench.sweep import make_plan, run_sweep
@@ -44,6 +44,9 @@ def test_bad_cells_are_refused():
         measure(Cell(TINY, Mode.INFER, 0), CPU, FAST)
     with pytest.raises(CoatbenchError, match="needs a CUDA device"):
         measure(Cell(TINY, Mode.INFER, 1, execution=Execution.CUDA_GRAPHS), CPU, FAST)
+    for execution in (Execution.COMPILE, Execution.COMPILE_FOLDED_BN):
+        with pytest.raises(CoatbenchError, match="XLA compiles every step itself"):
+            check_cell(Cell(TINY, Mode.INFER, 1, execution=execution), torch.device("xla"))
 
 
 def test_folded_bn_computes_the_same_function():
