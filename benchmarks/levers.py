@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from coatbench.config import build_config
-from coatbench.harness import Budget, Cell, compile_regions, measure
+from coatbench.harness import Budget, Cell, compile_frozen, compile_regions, measure
 from coatbench.hardware import device_name
 from coatbench.model import CoAtNet, build_model
 from coatbench.options import Dtype, Execution, Mode
@@ -35,10 +35,9 @@ def whole(model: CoAtNet) -> CoAtNet:
 
 
 def whole_frozen(model: CoAtNet) -> CoAtNet:
-    """Inference with inductor's freezing: weights become constants and BatchNorm after a
-    conv is folded into it. Labelled: the BN-vs-LN comparison must not use it silently."""
-    torch._inductor.config.freezing = True
-    return whole(model)
+    """coatbench's compile-folded-bn: inductor's freezing, BatchNorm folded into the convs."""
+    compile_frozen(model)
+    return model
 
 
 def reduce_overhead(model: CoAtNet) -> CoAtNet:
@@ -101,7 +100,6 @@ def main() -> None:
                 t0 = time.perf_counter()
                 cell = Cell(config, mode, batch, Dtype.BF16, execution)
                 result = measure(cell, device, Budget(max_time=10), model=model)
-                torch._inductor.config.freezing = False
                 del model
                 torch.cuda.empty_cache()
                 if result.samples:

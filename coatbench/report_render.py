@@ -142,15 +142,20 @@ def plot(reports: Sequence[Report], path: Path) -> None:
                 points = [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status == "ok"]
                 if points:
                     left.plot(*zip(*points), style, label=f"{line.setting}: {line.label} ({mode})")
-                last = points[-1][1] if points else None
-                if line.accuracy is not None and last is not None:
-                    right.scatter(last, line.accuracy.value, marker="o" if mode == report.modes[0] else "s")
-                    right.annotate(f"{line.label} ({mode})", (last, line.accuracy.value), fontsize=7)
+                if line.accuracy is not None and points:
+                    # the largest batch that ran: out of memory at the largest is said in the label
+                    batch, rate = points[-1]
+                    at = "" if batch == report.batch_sizes[-1] else f", per-core {batch}"
+                    right.scatter(rate, line.accuracy.value, marker="o" if mode == report.modes[0] else "s")
+                    lift = 4 if mode == report.modes[0] else -9  # train above, infer below: equal top-1s overlap
+                    right.annotate(f"{line.label} ({mode}{at})", (rate, line.accuracy.value), fontsize=7,
+                                   xytext=(3, lift), textcoords="offset points")
         left.set(xscale="log", yscale="log", xlabel="per-core batch size", ylabel="images/s per core",
                  title=f"{report.device_name}, {report.execution}, {report.dtype}")
         left.set_xticks(report.batch_sizes, [str(b) for b in report.batch_sizes])
+        left.tick_params(axis="x", which="minor", labelbottom=False)  # only the measured sizes
         left.legend(fontsize=7)
-        right.set(xlabel=f"images/s per core at per-core batch {report.batch_sizes[-1] if report.batch_sizes else '-'}",
+        right.set(xlabel=f"images/s per core at the largest per-core batch that ran (of {report.batch_sizes[-1] if report.batch_sizes else '-'})",
                   ylabel="top-1 (%)", title=f"{report.suite}: accuracy against speed")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
