@@ -28,21 +28,20 @@ def regional(model: CoAtNet) -> CoAtNet:
     return model
 
 
-def whole(model: CoAtNet) -> CoAtNet:
-    torch._dynamo.reset()
-    model.compile(dynamic=False)
-    return model
+def whole(**options) -> Callable[[CoAtNet], CoAtNet]:
+    """torch.compile of the whole model as one graph, with torch.compile's `options`."""
+
+    def prepare(model: CoAtNet) -> CoAtNet:
+        torch._dynamo.reset()
+        model.compile(dynamic=False, **options)
+        return model
+
+    return prepare
 
 
-def whole_frozen(model: CoAtNet) -> CoAtNet:
+def frozen(model: CoAtNet) -> CoAtNet:
     """coatbench's compile-folded-bn: inductor's freezing, BatchNorm folded into the convs."""
     compile_frozen(model)
-    return model
-
-
-def reduce_overhead(model: CoAtNet) -> CoAtNet:
-    torch._dynamo.reset()
-    model.compile(dynamic=False, mode="reduce-overhead")
     return model
 
 
@@ -52,9 +51,9 @@ LEVERS: dict[str, tuple[str, Callable[[CoAtNet], CoAtNet] | None, Execution, tup
     "eager": ("eager", None, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
     "eager-graph": ("eager + CUDA graph", None, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
     "regional-graph": ("compile, regional + CUDA graph of the whole step", regional, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
-    "whole": ("compile, whole model", whole, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
-    "whole-reduce-overhead": ("compile, whole model, mode=reduce-overhead", reduce_overhead, Execution.EAGER, (Mode.INFER,)),
-    "whole-frozen": ("compile, whole model, frozen (BN folded)", whole_frozen, Execution.EAGER, (Mode.INFER,)),
+    "whole": ("compile, whole model", whole(), Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
+    "whole-reduce-overhead": ("compile, whole model, mode=reduce-overhead", whole(mode="reduce-overhead"), Execution.EAGER, (Mode.INFER,)),
+    "whole-frozen": ("compile, whole model, frozen (BN folded)", frozen, Execution.EAGER, (Mode.INFER,)),
 }
 
 
@@ -76,6 +75,9 @@ def main() -> None:
     parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated keys of LEVERS")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    unknown = set(args.levers.split(",")) - LEVERS.keys()
+    if unknown:
+        parser.error(f"unknown lever(s) {','.join(sorted(unknown))}: choose from {','.join(LEVERS)}")
     device = torch.device("cuda")
     config = build_config(args.model)
     lines = [

@@ -56,31 +56,47 @@ class DwBlock(nn.Module):
         return y * torch.sigmoid(y.mean((2, 3), keepdim=True))
 
 
+def compare_pair(label: str, train: bool, make_runs) -> str:
+    """Time two compiled versions of one function, forward (and backward when `train`), and
+    check they agree. `make_runs()` returns the two forward callables on fresh inputs."""
+    times, outs = [], []
+    for forward in make_runs():
+        fn = torch.compile(forward)
+
+        def run():
+            with torch.autocast("cuda", torch.bfloat16):
+                out = fn()
+            if train:
+                out.float().sum().backward()
+            return out
+
+        outs.append(run().float())
+        times.append(do_bench(run, warmup=50, rep=300, return_mode="median"))
+    diff = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
+    mode = "train fwd+bwd" if train else "infer"
+    line = f"| {label} | {mode} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.2f}x | {diff:.1e} |"
+    print(line, flush=True)
+    return line
+
+
+def channels_last_randn(*shape, requires_grad: bool) -> torch.Tensor:
+    t = torch.randn(*shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    return t.requires_grad_(requires_grad)
+
+
 def bench_dwconv() -> list[str]:
-    lines = ["| shape (B, C, H, W) | mode | cuDNN dwconv ms | taps ms | speed-up | max rel. diff |", "|---|---|---|---|---|---|"]
+    lines = ["| shape (B, C, H, W) | mode | cuDNN dwconv ms | taps ms | speed-up | rel. diff |", "|---|---|---|---|---|---|"]
     for shape in [(128, 512, 56, 56), (128, 1024, 28, 28), (128, 512, 112, 112)]:
         for train in (False, True):
-            times, outs = [], []
-            for taps in (False, True):
+
+            def make_runs():
                 torch.manual_seed(0)
-                block = DwBlock(shape[1], taps).cuda().to(memory_format=torch.channels_last).train(train)
-                x = torch.randn(shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
-                x.requires_grad_(train)
-                fn = torch.compile(block)
+                x = channels_last_randn(*shape, requires_grad=train)
+                blocks = [DwBlock(shape[1], taps).cuda().to(memory_format=torch.channels_last).train(train) for taps in (False, True)]
+                blocks[1].load_state_dict(blocks[0].state_dict())
+                return [lambda block=block: block(x) for block in blocks]
 
-                def run():
-                    with torch.autocast("cuda", torch.bfloat16):
-                        y = fn(x)
-                    if train:
-                        y.float().sum().backward()
-                    return y
-
-                outs.append(run().float())
-                times.append(do_bench(run, warmup=50, rep=300, return_mode="median"))
-            diff = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
-            mode = "train fwd+bwd" if train else "infer"
-            lines.append(f"| {shape} | {mode} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.2f}x | {diff:.1e} |")
-            print(lines[-1], flush=True)
+            lines.append(compare_pair(str(shape), train, make_runs))
     return lines
 
 
@@ -180,31 +196,16 @@ def bench_se_project() -> list[str]:
     lines = ["| y (B, C4, H, W) -> C | mode | scale + conv ms | per-image bmm ms | speed-up | rel. diff |", "|---|---|---|---|---|---|"]
     for (B, C4, H, W), C in [((128, 512, 56, 56), 128), ((128, 1024, 28, 28), 256)]:
         for train in (False, True):
-            torch.manual_seed(0)
-            def cl(*shape):
-                t = torch.randn(*shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
-                return t.requires_grad_(train)
-            y, shortcut = cl(B, C4, H, W), cl(B, C, H, W)
-            scale = torch.rand(B, C4, 1, 1, device="cuda", dtype=torch.bfloat16, requires_grad=train)
-            weight = (torch.randn(C, C4, 1, 1, device="cuda") / C4**0.5).requires_grad_(train)
-            bias = torch.randn(C, device="cuda", requires_grad=train)
-            times, outs = [], []
-            for impl in (se_project_conv, se_project_bmm):
-                fn = torch.compile(impl)
 
-                def run():
-                    with torch.autocast("cuda", torch.bfloat16):
-                        out = fn(y, scale, weight, bias, shortcut)
-                    if train:
-                        out.float().sum().backward()
-                    return out
+            def make_runs():
+                torch.manual_seed(0)
+                y, shortcut = channels_last_randn(B, C4, H, W, requires_grad=train), channels_last_randn(B, C, H, W, requires_grad=train)
+                scale = torch.rand(B, C4, 1, 1, device="cuda", dtype=torch.bfloat16, requires_grad=train)
+                weight = (torch.randn(C, C4, 1, 1, device="cuda") / C4**0.5).requires_grad_(train)
+                bias = torch.randn(C, device="cuda", requires_grad=train)
+                return [lambda impl=impl: impl(y, scale, weight, bias, shortcut) for impl in (se_project_conv, se_project_bmm)]
 
-                outs.append(run().float())
-                times.append(do_bench(run, warmup=50, rep=300, return_mode="median"))
-            diff = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
-            mode = "train fwd+bwd" if train else "infer"
-            lines.append(f"| ({B}, {C4}, {H}, {W}) -> {C} | {mode} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.2f}x | {diff:.1e} |")
-            print(lines[-1], flush=True)
+            lines.append(compare_pair(f"({B}, {C4}, {H}, {W}) -> {C}", train, make_runs))
     return lines
 
 

@@ -79,10 +79,9 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
     flops = flops_per_image(model, mode, device)  # before compiling: counting runs the model
     if execution != "eager":
         compile_regions(model, model.compile_units() if implementation == "coatbench" else timm_units(model))
-    run = Execution.COMPILE_CUDA_GRAPHS if execution != "eager" else Execution.EAGER
-    # the harness runs the model as built: compiled above, captured by the harness if asked
-    harness_execution = Execution.CUDA_GRAPHS if run is Execution.COMPILE_CUDA_GRAPHS else Execution.EAGER
-    cell = Cell(build_config(f"coatnet-{n}"), Mode(mode), batch, Dtype.BF16, harness_execution)
+    # the model is compiled above already: the harness only captures the step, if asked
+    capture = Execution.CUDA_GRAPHS if execution == Execution.COMPILE_CUDA_GRAPHS.value else Execution.EAGER
+    cell = Cell(build_config(f"coatnet-{n}"), Mode(mode), batch, Dtype.BF16, capture)
     t0 = time.perf_counter()
     result = measure(cell, device, Budget(max_time=8, max_warmup_time=20), model=model)
     env = fingerprint(device)
@@ -91,7 +90,7 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
         "status": result.status,
         "message": result.message,
         "spec": {"implementation": implementation, "model": f"coatnet-{n}", "image_size": 224, "mode": mode,
-                 "batch_per_core": batch, "execution": run.value, "dtype": "bf16", "channels_last": True},
+                 "batch_per_core": batch, "execution": execution, "dtype": "bf16", "channels_last": True},
         "first_step_s": result.first_step_s,
         "cell_s": time.perf_counter() - t0,
         "flops_per_image": flops,
@@ -180,6 +179,10 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, required=True)
     parser.add_argument("--render", type=Path, help="only re-render the Markdown from this JSON Lines file")
     args = parser.parse_args()
+    if args.render is None and args.out is None:
+        parser.error("--out FILE.jsonl is needed to measure (or --render FILE.jsonl to only re-render)")
+    if not set(args.executions.split(",")) <= set(EXECUTIONS) or not set(args.modes.split(",")) <= set(MODES):
+        parser.error(f"--executions takes {','.join(EXECUTIONS)}; --modes takes {','.join(MODES)}")
 
     from coatbench.results import append_row, read_rows
 

@@ -209,8 +209,8 @@ def check_cell(cell: Cell, device: torch.device) -> None:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
     if cell.execution.compiles and device.type == "xla":
         raise CoatbenchError(f"{cell.execution.value} is for CPUs and GPUs: XLA compiles every step itself, use --execution eager")
-    if cell.execution is Execution.COMPILE_FOLDED_BN and cell.mode is not Mode.INFER:
-        raise CoatbenchError("BatchNorm can be folded for inference only: use --mode infer with compile-folded-bn")
+    if cell.execution.inference_only and cell.mode is not Mode.INFER:
+        raise CoatbenchError(f"{cell.execution.value} measures inference only: use --mode infer")
 
 
 def measure(

@@ -37,6 +37,10 @@ class Execution(str, Enum):
         return self in (Execution.COMPILE, Execution.COMPILE_CUDA_GRAPHS, Execution.COMPILE_FOLDED_BN)
 
     @property
+    def inference_only(self) -> bool:
+        return self is Execution.COMPILE_FOLDED_BN
+
+    @property
     def captures(self) -> bool:
         return self in (Execution.CUDA_GRAPHS, Execution.COMPILE_CUDA_GRAPHS)
 

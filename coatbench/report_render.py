@@ -128,6 +128,22 @@ def to_json(reports: Sequence[Report]) -> str:
     return json.dumps({"reports": [clean(r) for r in reports], "notes": all_notes(reports)}, indent=2) + "\n"
 
 
+def speed_points(report: Report, line: Line, mode: str) -> list[tuple[int, float]]:
+    """(per-core batch, images/s) of every cell of `line` in `mode` that ran."""
+    return [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status == "ok"]
+
+
+def accuracy_point(report: Report, line: Line, mode: str) -> tuple[float, str] | None:
+    """Where `line` goes on the accuracy-against-speed plot: its speed at the largest batch
+    that ran, labelled with that batch when a larger one ran out of memory."""
+    points = speed_points(report, line, mode)
+    if line.accuracy is None or not points:
+        return None
+    batch, rate = points[-1]
+    at = "" if batch == report.batch_sizes[-1] else f", per-core {batch}"
+    return rate, f"{line.label} ({mode}{at})"
+
+
 def plot(reports: Sequence[Report], path: Path) -> None:
     """Throughput against per-core batch size per variant, and top-1 against throughput."""
     import matplotlib
@@ -139,17 +155,15 @@ def plot(reports: Sequence[Report], path: Path) -> None:
     for (left, right), report in zip(axes, reports):
         for line in report.lines:
             for mode, style in zip(report.modes, ("-o", "--s")):
-                points = [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status == "ok"]
+                points = speed_points(report, line, mode)
                 if points:
                     left.plot(*zip(*points), style, label=f"{line.setting}: {line.label} ({mode})")
-                if line.accuracy is not None and points:
-                    # the largest batch that ran: out of memory at the largest is said in the label
-                    batch, rate = points[-1]
-                    at = "" if batch == report.batch_sizes[-1] else f", per-core {batch}"
+                placed = accuracy_point(report, line, mode)
+                if placed is not None:
+                    rate, label = placed
                     right.scatter(rate, line.accuracy.value, marker="o" if mode == report.modes[0] else "s")
                     lift = 4 if mode == report.modes[0] else -9  # train above, infer below: equal top-1s overlap
-                    right.annotate(f"{line.label} ({mode}{at})", (rate, line.accuracy.value), fontsize=7,
-                                   xytext=(3, lift), textcoords="offset points")
+                    right.annotate(label, (rate, line.accuracy.value), fontsize=7, xytext=(3, lift), textcoords="offset points")
         left.set(xscale="log", yscale="log", xlabel="per-core batch size", ylabel="images/s per core",
                  title=f"{report.device_name}, {report.execution}, {report.dtype}")
         left.set_xticks(report.batch_sizes, [str(b) for b in report.batch_sizes])

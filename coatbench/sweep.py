@@ -103,10 +103,10 @@ def make_plan(
         for mode in modes
         for batch in batch_sizes
     )
-    folded = [c for c in cells if c.execution is Execution.COMPILE_FOLDED_BN]
-    if any(c.mode is Mode.INFER for c in folded) and any(c.mode is Mode.TRAIN for c in folded):
-        cells = tuple(c for c in cells if not (c.execution is Execution.COMPILE_FOLDED_BN and c.mode is Mode.TRAIN))
-        notes.append("compile-folded-bn folds BatchNorm for inference only: its training cells are left out")
+    if Mode.INFER in modes:  # with inference asked for too, an inference-only execution skips training
+        left_out = {c.execution.value for c in cells if c.execution.inference_only and c.mode is Mode.TRAIN}
+        cells = tuple(c for c in cells if not (c.execution.inference_only and c.mode is Mode.TRAIN))
+        notes += [f"{execution} measures inference only: its training cells are left out" for execution in sorted(left_out)]
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
     return Plan(cells, target, budget, Path(out), tuple(notes), xla_cache=None if xla_cache is None else str(xla_cache))

@@ -84,6 +84,18 @@ def test_oom_cells_make_untested_claims(table8):
     assert "OOM" in to_markdown([report])
 
 
+def test_accuracy_plot_says_which_batch_a_point_ran_at(table8):
+    from coatbench.report_render import accuracy_point
+
+    status = {("ImageNet-21K -> 1K", "CoAtNet-3", "train", b): "oom" for b in (128, 256)}
+    speeds = {("ImageNet-21K -> 1K", "CoAtNet-3", "train"): 200.0}
+    (report,) = build_reports(table8, rows_for(table8, speeds, status=status), read_records())
+    lines = {(l.setting, l.label): l for l in report.lines}
+    rate, label = accuracy_point(report, lines["ImageNet-21K -> 1K", "CoAtNet-3"], "train")
+    assert rate == pytest.approx(200.0, rel=0.01) and label == "CoAtNet-3 (train, per-core 64)"
+    assert accuracy_point(report, lines["ImageNet-21K -> 1K", "CoAtNet-3"], "infer")[1] == "CoAtNet-3 (infer)"
+
+
 def test_hardware_is_never_mixed(table8):
     rows = rows_for(table8, {}) + rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 500.0}, device="NVIDIA A100-SXM4-80GB")
     reports = build_reports(table8, rows, read_records())
