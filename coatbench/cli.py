@@ -18,7 +18,9 @@ from coatbench.options import DeviceKind, Dtype, Execution, Mode, ReportFormat
 from coatbench.accuracy import USER_FILE
 from coatbench.progress import parse_executions, plan_notes, print_dry_run, run_plan, write_comparison, write_report
 from coatbench.errors import CoatbenchError
-from coatbench.render import OutputFormat, billions, emit, millions, print_error, print_table, signed_percent, speed_rows
+from coatbench.render import (
+    OutputFormat, billions, emit, err_console, millions, print_error, print_table, signed_percent, speed_rows,
+)
 
 app = typer.Typer(
     help="Measure what CoAtNet's architecture choices cost on your hardware.",
@@ -392,8 +394,10 @@ def compare(
     if base_path is None:
         base_path = find_baseline(current)
         if base_path is None:
-            print_table([], notes=[f"No baseline saved for {current[0]['env']['hardware_key']}: not comparable, "
-                                   "nothing to check (save one with `coatbench baseline save RESULTS`)."])
+            err_console.print(f"No baseline saved for {current[0]['env']['hardware_key']}: not comparable, "
+                              "nothing to check (save one with `coatbench baseline save RESULTS`).", markup=False)
+            if fmt is not CompareFormat.TABLE:  # still a well-formed, empty document on stdout
+                write_comparison([], fmt.value)
             return
     results = compare_rows(load(base_path), current, cut, alpha)
     write_comparison(results, fmt.value)
@@ -420,7 +424,7 @@ def ab(
     cut = parse_fraction(threshold, "--threshold")
     extra = ["--device", device.value] + ([] if batch_sizes is None else ["--batch-sizes", batch_sizes])
     rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra,
-                            on_round=lambda i, ref: print_table([], notes=[f"round {i + 1}/{rounds}: {ref.upper()}"]))
+                            on_round=lambda i, ref: err_console.print(f"round {i + 1}/{rounds}: {ref.upper()}"))
     results = compare_rows(rows_a, rows_b, cut, alpha)
     write_comparison(results, fmt.value)
     if any(r.status == "regressed" for r in results):

@@ -104,20 +104,20 @@ def baseline_path(hardware_key: str, directory: Path = BASELINE_DIR) -> Path:
 
 
 def save_baselines(rows: Sequence[dict], directory: Path = BASELINE_DIR) -> list[Path]:
-    """One baseline file per hardware fingerprint, replacing any earlier one atomically."""
-    from coatbench.results import append_row
+    """One baseline file per hardware fingerprint, replacing any earlier one atomically.
+    Only measured rows count: an out-of-memory or timed-out cell has nothing to compare with."""
+    from coatbench.results import encode_row, write_atomically
 
     by_hardware: dict[str, list[dict]] = {}
     for row in rows:
-        by_hardware.setdefault(row["env"]["hardware_key"], []).append(row)
+        if row["status"] == "ok":
+            by_hardware.setdefault(row["env"]["hardware_key"], []).append(row)
+    if not by_hardware:
+        raise CoatbenchError("no measured (status ok) rows to keep as a baseline: measure first")
     written = []
     for hardware, hw_rows in by_hardware.items():
         path = baseline_path(hardware, directory)
-        tmp = path.with_name(path.name + ".new")
-        tmp.unlink(missing_ok=True)
-        for row in hw_rows:
-            append_row(tmp, row)
-        tmp.replace(path)
+        write_atomically(path, b"".join(encode_row(row) for row in hw_rows))
         written.append(path)
     return written
 
@@ -135,4 +135,7 @@ def load(path: Path) -> list[dict]:
     rows = read_rows(path)
     if not rows:
         raise CoatbenchError(f"{path} holds no results: measure first")
+    for number, row in enumerate(rows, 1):
+        if "hardware_key" not in row.get("env", {}) or not isinstance(row.get("samples"), list):
+            raise CoatbenchError(f"{path}: row {number} has no env.hardware_key or samples: not a coatbench speed row")
     return rows

@@ -207,6 +207,8 @@ def check_cell(cell: Cell, device: torch.device) -> None:
             raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
+    if device.type == "xla" and cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
+        raise CoatbenchError("fp16 training needs loss scaling, which coatbench does not do on XLA: use --dtype bf16")
     if cell.execution.compiles and device.type == "xla":
         raise CoatbenchError(f"{cell.execution.value} is for CPUs and GPUs: XLA compiles every step itself, use --execution eager")
     if cell.execution.inference_only and cell.mode is not Mode.INFER:
@@ -267,7 +269,8 @@ def measure(
             blocks += 1
             quiet = quiet + 1 if ops.compile_count() == compiles else 0
             steady = fixed or (previous is not None and abs(block - previous) <= budget.warmup_tolerance * previous)
-            if quiet >= budget.quiet_blocks and steady:
+            # one process per XLA core: also wait until nothing compiled for a few blocks
+            if steady and (not fixed or quiet >= budget.quiet_blocks):
                 result.warmup_stable = True
                 break
             previous = block
@@ -294,7 +297,10 @@ def measure(
         result.peak_memory_bytes = peak_memory_bytes(device)
         if device.type == "xla":
             guard(result, ops, compiles, fallbacks, budget.strict)
-    except torch.OutOfMemoryError as error:
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        # XLA runs out of device memory as a RuntimeError naming RESOURCE_EXHAUSTED
+        if not isinstance(error, torch.OutOfMemoryError) and "RESOURCE_EXHAUSTED" not in str(error):
+            raise
         result.status, result.message = "oom", str(error).splitlines()[0][:200]
     except CellTimeout:
         result.status = "timeout"

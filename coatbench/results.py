@@ -39,14 +39,20 @@ def append_atomically(path: Path, data: bytes) -> None:
     """Append `data` to `path` by writing the whole new file aside and renaming it over the
     old one: a reader, a crash or Ctrl-C sees the old file or the new one, never half."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_bytes() if path.exists() else b""
     if existing and not existing.endswith(b"\n"):
         existing += b"\n"  # a broken last line stays a (skipped) line of its own
+    write_atomically(path, existing + data)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` (created with its folder if missing), all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(existing + data)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -55,9 +61,13 @@ def append_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def encode_row(row: dict) -> bytes:
+    return json.dumps(row, separators=(",", ":")).encode() + b"\n"
+
+
 def append_row(path: Path, row: dict) -> None:
     """Add one row to `path` atomically (created with its folder if missing)."""
-    append_atomically(path, json.dumps(row, separators=(",", ":")).encode() + b"\n")
+    append_atomically(path, encode_row(row))
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -68,6 +68,7 @@ def installed() -> bool:
 _launched_threads = 1  # devices this process drives as threads, set by a torch_xla.launch worker
 _BARRIERS: dict[int, threading.Barrier] = {}
 _BARRIER_LOCK = threading.Lock()
+BARRIER_TIMEOUT_S = 900.0
 
 
 class XlaOps:
@@ -81,6 +82,13 @@ class XlaOps:
         import torch_xla.debug.metrics as met
 
         self.torch_xla, self.xm, self.met = torch_xla, xm, met
+        # All-reduce gradients across cores, as data-parallel training does. Not on the XLA
+        # CPU backend: torch_xla 2.9's CPU client cannot rendezvous across processes (a plain
+        # xm.all_reduce between the two processes of torch_xla.launch hangs there), so each
+        # core steps on its own gradients when testing without a TPU. Decided once, not per step.
+        import torch_xla.runtime as xr
+
+        self.gradient_allreduce = xr.world_size() > 1 and xr.device_type() != "CPU"
 
     def start(self) -> None:
         self.xm.wait_device_ops()
@@ -103,7 +111,7 @@ class XlaOps:
         if parties > 1:
             with _BARRIER_LOCK:
                 barrier = _BARRIERS.setdefault(parties, threading.Barrier(parties))
-            barrier.wait()
+            barrier.wait(timeout=BARRIER_TIMEOUT_S)  # a sibling that died must not hang this one
 
 
     def compile_count(self) -> int:
@@ -132,16 +140,6 @@ class XlaOps:
             return int(xr.get_num_cached_compilation_graph())
         except Exception:  # only some PJRT clients keep a persistent cache
             return None
-
-    @property
-    def gradient_allreduce(self) -> bool:
-        """All-reduce gradients across cores, as data-parallel training does. Not on the XLA
-        CPU backend: torch_xla 2.9's CPU client cannot rendezvous across processes (a plain
-        xm.all_reduce between the two processes of torch_xla.launch hangs there), so each
-        core steps on its own gradients when testing without a TPU."""
-        import torch_xla.runtime as xr
-
-        return xr.world_size() > 1 and xr.device_type() != "CPU"
 
     def optimizer_step(self, optimizer) -> None:
         if self.gradient_allreduce:
@@ -189,7 +187,15 @@ def measure_on_all_cores(cell, budget, cache_dir: str | None = None):
     """Measure `cell` on every local XLA core, one process each; rank 0's measurement back."""
     import torch_xla
 
+    from coatbench.harness import Measurement
+
     with tempfile.TemporaryDirectory(prefix="coatbench-xla-") as out_dir:
-        torch_xla.launch(_worker, args=(cell, budget, cache_dir, out_dir))
-        with open(os.path.join(out_dir, "rank0.pkl"), "rb") as f:
+        try:
+            torch_xla.launch(_worker, args=(cell, budget, cache_dir, out_dir))
+        except Exception as error:  # a worker died: a result for this cell, the sweep goes on
+            return Measurement(status="failed", message=f"an XLA worker failed: {str(error).splitlines()[0][:200]}")
+        path = os.path.join(out_dir, "rank0.pkl")
+        if not os.path.exists(path):
+            return Measurement(status="failed", message="the XLA worker of rank 0 ended without a result")
+        with open(path, "rb") as f:
             return pickle.load(f)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error
+from coatbench.errors import CoatbenchError
 from coatbench.compare import compare_rows, compare_samples, find_baseline, save_baselines
 from coatbench.results import append_row
 
@@ -87,8 +88,25 @@ def test_saved_baseline_is_picked_by_hardware(cli, tmp_path):
     assert find_baseline([row([1.0])], tmp_path / "baselines").name == "cuda-NVIDIA-H100-x1.jsonl"
     assert find_baseline([row([1.0], hardware="cuda:L4 x1")], tmp_path / "baselines") is None
     current = write(tmp_path / "cur.jsonl", [row([1000.0] * 15, hardware="cuda:L4 x1")])
-    result = cli("compare", str(current), "--baseline", "auto")  # run in the repo: results/baselines has no L4
-    assert result.returncode == 0 and "No baseline saved for cuda:L4 x1" in result.stdout
+    result = cli("compare", str(current), "--baseline", "auto", cwd=tmp_path)  # no results/baselines there
+    assert result.returncode == 0 and "No baseline saved for cuda:L4 x1" in result.stderr
+    as_json = cli("compare", str(current), "--baseline", "auto", "--format", "json", cwd=tmp_path)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == []  # stdout stays one JSON document
+
+
+def test_baseline_keeps_only_measured_rows(tmp_path):
+    (path,) = save_baselines([row([1000.0] * 15), row([], batch=128, status="oom")], tmp_path)
+    assert [json.loads(line)["spec"]["batch_per_core"] for line in path.read_text().splitlines()] == [64]
+    with pytest.raises(CoatbenchError, match="no measured"):
+        save_baselines([row([], status="oom")], tmp_path)
+    assert path.read_text().count("\n") == 1  # the saved baseline is untouched by the refusal
+
+
+def test_rows_without_samples_or_hardware_are_refused_in_one_line(cli, tmp_path):
+    broken = {k: v for k, v in row([1.0] * 5).items() if k != "env"}
+    bad = write(tmp_path / "bad.jsonl", [broken])
+    good = write(tmp_path / "good.jsonl", [row([1.0] * 5)])
+    assert_one_line_error(cli("compare", str(good), str(bad)), "row 1 has no env.hardware_key or samples")
 
 
 @pytest.mark.slow

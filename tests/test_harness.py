@@ -34,6 +34,28 @@ def test_out_of_memory_is_a_result_not_a_crash():
     assert result.samples == []
 
 
+def test_xla_out_of_memory_is_a_result_and_other_errors_are_not_hidden():
+    def fail(message):
+        def hook(step):
+            if step == 2:
+                raise RuntimeError(message)
+        return hook
+
+    exhausted = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.00G (injected)"
+    result = measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, FAST, before_step=fail(exhausted))
+    assert result.status == "oom" and "RESOURCE_EXHAUSTED" in result.message
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, FAST, before_step=fail("shape mismatch (injected)"))
+
+
+def test_warm_up_on_one_process_ends_when_two_blocks_agree():
+    """The 'nothing compiled for a few blocks' rule is for XLA's lock-step processes only."""
+    patient = Budget(min_time=0.05, max_time=0.5, block_time=0.05, max_warmup_time=5.0, min_samples=3,
+                     warmup_tolerance=10.0, quiet_blocks=1000)
+    result = measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, patient)
+    assert result.warmup_stable and result.warmup_steps <= 2 + 2 * result.block_steps
+
+
 def test_cell_past_its_timeout_is_recorded():
     result = measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, Budget(timeout=1e-9))
     assert result.status == "timeout"
@@ -47,6 +69,8 @@ def test_bad_cells_are_refused():
     for execution in (Execution.COMPILE, Execution.COMPILE_FOLDED_BN):
         with pytest.raises(CoatbenchError, match="XLA compiles every step itself"):
             check_cell(Cell(TINY, Mode.INFER, 1, execution=execution), torch.device("xla"))
+    with pytest.raises(CoatbenchError, match="use --dtype bf16"):
+        check_cell(Cell(TINY, Mode.TRAIN, 1, Dtype.FP16), torch.device("xla"))
 
 
 def test_folded_bn_computes_the_same_function():
