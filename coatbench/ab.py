@@ -1,10 +1,11 @@
-"""A/B on one machine: two git revisions measured interleaved, A B A B, then compared.
+"""A/B on one machine: two git revisions measured interleaved, A B B A ..., then compared.
 
 Each revision is checked out in its own git worktree and run from there with this
 interpreter and its installed dependencies, so only coatbench's code differs between the
 two. Interleaving spreads the machine's drift (other jobs, thermals) over both sides,
 which is what makes a comparison on a shared runner trustworthy; the order alternates
-(A B, B A, ...) so that a steady drift does not favour the side that runs first.
+(A B, B A, ...) so that a steady drift does not favour the side that runs first. Each round
+is one run of each side; the comparison pairs the runs of a round (`compare_rows(paired=True)`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coatbench.errors import CoatbenchError
-from coatbench.results import read_rows, spec_key
+from coatbench.results import read_rows
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -25,20 +26,6 @@ def _git(*args: str, cwd: Path) -> str:
     if out.returncode != 0:
         raise CoatbenchError(f"git {' '.join(args)} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
     return out.stdout.strip()
-
-
-def merge_rounds(rows: list[dict]) -> list[dict]:
-    """One row per cell, with the per-block samples of every round pooled."""
-    merged: dict[str, dict] = {}
-    for row in rows:
-        key = spec_key(row["spec"])
-        if key not in merged:
-            merged[key] = {**row, "samples": list(row["samples"])}
-        else:
-            merged[key]["samples"] += row["samples"]
-            if row["status"] != "ok":
-                merged[key]["status"] = row["status"]
-    return list(merged.values())
 
 
 def run_ab(
@@ -50,7 +37,8 @@ def run_ab(
     repo: Path = Path("."),
     on_round: Callable[[int, str], None] = lambda round_index, ref: None,
 ) -> tuple[list[dict], list[dict]]:
-    """Measure `suite` with revisions A and B interleaved; rows of each, rounds pooled."""
+    """Measure `suite` with revisions A and B interleaved; the rows of each, one per cell and round,
+    in round order."""
     if rounds < 1:
         raise CoatbenchError(f"--rounds must be at least 1, got {rounds}")
     top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
@@ -75,7 +63,7 @@ def run_ab(
                     if out.returncode != 0:
                         tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
                         raise CoatbenchError(f"revision {name.upper()} failed to run {suite}: {tail}")
-            return tuple(merge_rounds(read_rows(Path(tmp) / f"{name}.jsonl")) for name in "ab")
+            return tuple(read_rows(Path(tmp) / f"{name}.jsonl") for name in "ab")
         finally:
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top, capture_output=True)

@@ -366,7 +366,7 @@ class CompareFormat(str, Enum):
 
 
 Threshold = Annotated[str, typer.Option(help="Slowdown that counts as a regression, e.g. 5% or 0.05.")]
-Alpha = Annotated[float, typer.Option(help="Significance level of the Mann-Whitney U test.")]
+Alpha = Annotated[float, typer.Option(help="Significance level of the one-sided t-test on the runs' medians.")]
 CompareFormatOpt = Annotated[CompareFormat, typer.Option("--format", help="table, markdown (CI job summary) or json (github-action-benchmark).")]
 
 
@@ -410,7 +410,7 @@ def ab(
     ref_a: Annotated[str, typer.Argument(help="Git revision A (the baseline), e.g. origin/main or HEAD~1.")],
     ref_b: Annotated[str, typer.Argument(help="Git revision B (the change), e.g. HEAD.")],
     suite: Annotated[str, typer.Argument(help="Suite to measure with both.")] = "ci-cpu",
-    rounds: Annotated[int, typer.Option(help="Interleaved rounds: A B, A B, ...")] = 3,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds: A B, B A, ... (at least 2 for a verdict).")] = 5,
     device: SuiteDevice = DeviceKind.AUTO,
     batch_sizes: SuiteBatches = None,
     threshold: Threshold = "5%",
@@ -425,7 +425,7 @@ def ab(
     extra = ["--device", device.value] + ([] if batch_sizes is None else ["--batch-sizes", batch_sizes])
     rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra,
                             on_round=lambda i, ref: err_console.print(f"round {i + 1}/{rounds}: {ref.upper()}"))
-    results = compare_rows(rows_a, rows_b, cut, alpha)
+    results = compare_rows(rows_a, rows_b, cut, alpha, paired=True)
     write_comparison(results, fmt.value)
     if any(r.status == "regressed" for r in results):
         raise typer.Exit(1)

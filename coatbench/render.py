@@ -136,6 +136,7 @@ def comparison_records(results) -> list[dict[str, str]]:
             "current img/s": "-" if r.current is None else f"{r.current:,.1f}",
             "change": signed_percent(r.change),
             "p": "-" if r.p_value is None else f"{r.p_value:.2g}",
+            "runs": f"{r.runs[0]}/{r.runs[1]}",
             "why": r.reason,
         }
         for r in sorted(results, key=lambda r: order[r.status])

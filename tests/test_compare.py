@@ -8,19 +8,27 @@ import pytest
 
 from conftest import assert_one_line_error
 from coatbench.errors import CoatbenchError
-from coatbench.compare import compare_rows, compare_samples, find_baseline, save_baselines
+from coatbench.compare import compare_rows, compare_runs, find_baseline, save_baselines
 from coatbench.results import append_row
 
-TRIALS, SAMPLES, NOISE = 500, 15, 0.03
+TRIALS, BLOCKS = 500, 15
 
 
-def trial_statuses(slowdown: float, threshold: float = 0.05, seed: int = 0) -> list[str]:
+def runs_of(rng, runs: int, run_noise: float, level: float = 1000.0) -> list[list[float]]:
+    """Per-block samples of `runs` runs: each run sits at its own level (the machine's state during
+    that process, spread `run_noise`), and its blocks scatter 2% around it."""
+    return [list(level * np.exp(run_noise * rng.standard_normal()) * (1 + 0.02 * rng.standard_normal(BLOCKS)))
+            for _ in range(runs)]
+
+
+def trial_statuses(slowdown: float, runs: int = 5, run_noise: float = 0.08, seed: int = 0) -> list[str]:
+    """Unpaired: baseline and current runs measured at different times (a saved baseline)."""
     rng = np.random.default_rng(seed)
     statuses = []
     for _ in range(TRIALS):
-        base = 1000 * (1 + NOISE * rng.standard_normal(SAMPLES))
-        cur = 1000 * (1 - slowdown) * (1 + NOISE * rng.standard_normal(SAMPLES))
-        statuses.append(compare_samples(base, cur, threshold, 0.01)[0])
+        base = [row(s) for s in runs_of(rng, runs, run_noise)]
+        cur = [row(s) for s in runs_of(rng, runs, run_noise, 1000 * (1 - slowdown))]
+        statuses.append(compare_rows(base, cur)[0].status)
     return statuses
 
 
@@ -28,18 +36,43 @@ def test_a_a_trials_rarely_raise_false_alarms():
     assert trial_statuses(0.0).count("regressed") <= TRIALS * 0.01
 
 
-def test_a_ten_percent_slowdown_is_caught():
-    assert trial_statuses(0.10).count("regressed") >= TRIALS * 0.95
+def test_a_thirty_percent_slowdown_is_caught_through_run_to_run_noise():
+    assert trial_statuses(0.30).count("regressed") >= TRIALS * 0.95
 
 
-def test_a_three_percent_slowdown_under_a_five_percent_threshold_is_never_a_regression():
-    assert trial_statuses(0.03).count("regressed") == 0
+def test_a_three_percent_slowdown_under_a_five_percent_threshold_is_rarely_a_regression():
+    assert trial_statuses(0.03).count("regressed") <= TRIALS * 0.01
+
+
+def test_runs_that_drift_apart_are_not_a_regression():
+    """Seen on the 2-core VM: two runs of the same code 15% apart, each with tight blocks. Pooled
+    blocks called that a regression (p = 2e-23); one run a side is `inconclusive` and says why."""
+    rng = np.random.default_rng(1)
+    base, cur = row(list(92 * (1 + 0.01 * rng.standard_normal(40)))), row(list(78 * (1 + 0.01 * rng.standard_normal(40))))
+    (result,) = compare_rows([base], [cur])
+    assert result.status == "inconclusive" and "one run" in result.reason and result.runs == (1, 1)
+    assert result.change == pytest.approx(78 / 92 - 1, abs=0.01)
+
+
+def test_paired_rounds_cancel_a_drift_that_both_sides_share():
+    """ab: A and B of a round share the machine's state, which jumps between rounds by 15%."""
+    rng = np.random.default_rng(2)
+    alarms, caught = 0, 0
+    for _ in range(200):
+        states = rng.choice([78.0, 92.0], size=5)
+        noisy = lambda level: [row(list(level * (1 + 0.02 * rng.standard_normal(BLOCKS))))]  # noqa: E731
+        a = sum((noisy(s) for s in states), [])
+        alarms += compare_rows(a, sum((noisy(s) for s in states), []), paired=True)[0].status == "regressed"
+        caught += compare_rows(a, sum((noisy(0.85 * s) for s in states), []), paired=True)[0].status == "regressed"
+    assert alarms <= 2 and caught >= 190
 
 
 def test_speedup_and_noise_statuses():
-    base = [1000, 1010, 990, 1005, 995, 1002, 998]
-    assert compare_samples(base, [v * 1.2 for v in base], 0.05, 0.01)[0] == "improved"
-    assert compare_samples(base, [900, 1100, 700, 1300, 850, 1000, 600], 0.05, 0.01)[0] == "inconclusive"
+    base = [1000, 1010, 990, 1005, 995]
+    assert compare_runs(base, [v * 1.2 for v in base], 0.05, 0.01)[0] == "improved"
+    assert compare_runs(base, [800, 1200, 650, 1100, 800], 0.05, 0.01)[0] == "inconclusive"
+    assert compare_runs([1000.0], [800.0], 0.05, 0.01) == ("inconclusive", pytest.approx(-0.2), None)
+    assert compare_runs([1000.0], [990.0], 0.05, 0.01)[0] == "unchanged"
 
 
 def row(samples, hardware="cuda:NVIDIA H100 x1", torch="2.11", batch=64, status="ok"):
@@ -53,7 +86,8 @@ def test_not_comparable_reasons():
     base = [row([1.0] * 5)]
     assert compare_rows(base, [row([1.0] * 5, hardware="cuda:A100 x1")])[0].reason.startswith("different hardware")
     assert "different torch" in compare_rows(base, [row([1.0] * 5, torch="2.12")])[0].reason
-    assert compare_rows(base, [row([], status="oom")])[0].reason == "the current run has no samples (oom)"
+    assert compare_rows(base, [row([], status="oom")])[0].reason == "the current run has no samples (oom) in 1 of 1 run(s)"
+    assert "differ in number" in compare_rows(base, [row([1.0] * 5)] * 2, paired=True)[0].reason
     both = compare_rows(base, [row([1.0] * 5, batch=128)])
     assert {r.reason for r in both} == {"missing in the baseline", "missing in the current run"}
     assert all(r.status == "not comparable" for r in both)
@@ -67,9 +101,10 @@ def write(path: Path, rows) -> Path:
 
 def test_compare_cli_exit_codes_and_formats(cli, tmp_path):
     rng = np.random.default_rng(3)
-    base = write(tmp_path / "base.jsonl", [row(list(1000 + 10 * rng.standard_normal(15)))])
-    same = write(tmp_path / "same.jsonl", [row(list(1000 + 10 * rng.standard_normal(15)))])
-    slow = write(tmp_path / "slow.jsonl", [row(list(850 + 10 * rng.standard_normal(15)))])
+    runs = lambda level: [row(list(level + 10 * rng.standard_normal(15))) for _ in range(3)]  # noqa: E731
+    base = write(tmp_path / "base.jsonl", runs(1000))
+    same = write(tmp_path / "same.jsonl", runs(1000))
+    slow = write(tmp_path / "slow.jsonl", runs(850))
     ok = cli("compare", str(base), str(same), "--format", "markdown")
     assert ok.returncode == 0 and ok.stdout.startswith("**No regression")
     bad = cli("compare", str(base), str(slow), "--format", "markdown")
@@ -110,31 +145,32 @@ def test_rows_without_samples_or_hardware_are_refused_in_one_line(cli, tmp_path)
 
 
 @pytest.mark.slow
-def test_real_a_a_and_injected_slowdown(cli, tmp_path):
-    """The same code measured twice shows no regression; an extra op in every block is caught."""
+def test_ab_runs_each_revision_from_its_own_tree_interleaved(cli, tmp_path):
+    """Revision B measures one setting more than A: only B's tree can have produced those rows.
+    Whether anything regressed depends on the machine's noise, so the verdicts are not asserted
+    here (`python benchmarks/guard_check.py` runs a real A/A and an injected slowdown)."""
     repo = tmp_path / "repo"
     shutil.copytree(Path(__file__).resolve().parents[1] / "coatbench", repo / "coatbench")
-    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a],  # noqa: E731
+                                    cwd=repo, check=True, capture_output=True)
     git("init", "-q")
-    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
-    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "A")
-    model = repo / "coatbench" / "model.py"
-    source = model.read_text()
-    slow = source.replace(
-        "        return self.shortcut(x) + self.project(self.se(y))",
-        "        for _ in range(3):  # injected slowdown\n            y = y * torch.sigmoid(y).sigmoid().sigmoid() + 0\n"
-        "        return self.shortcut(x) + self.project(self.se(y))",
-    )
-    assert slow != source
-    model.write_text(slow)
-    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "B: slower")
-    args = ["--rounds", "2", "--device", "cpu", "--format", "markdown"]
-    same = cli("ab", "HEAD", "HEAD", "ci-cpu", *args, cwd=repo)
-    assert same.returncode == 0, same.stdout + same.stderr
-    assert "No regression" in same.stdout
-    slower = cli("ab", "HEAD~1", "HEAD", "ci-cpu", *args, cwd=repo)
-    assert slower.returncode == 1, slower.stdout + slower.stderr
-    assert "regressed" in slower.stdout
+    git("add", ".")
+    git("commit", "-qm", "A")
+    suite = repo / "coatbench" / "suites" / "ci-cpu.toml"
+    suite.write_text(suite.read_text().replace(
+        '  { label = "norm BN -> LN", norm = "ln" },\n',
+        '  { label = "norm BN -> LN", norm = "ln" },\n  { label = "no rel attn", rel_attn = false },\n'))
+    git("commit", "-qam", "B: one row more")
+    result = cli("ab", "HEAD~1", "HEAD", "ci-cpu", "--rounds", "2", "--device", "cpu", "--format", "markdown", cwd=repo)
+    assert result.returncode in (0, 1), result.stderr
+    assert result.stderr.splitlines() == ["round 1/2: A", "round 1/2: B", "round 2/2: B", "round 2/2: A"]
+    cells = [line for line in result.stdout.splitlines() if line.startswith("| coatnet-0")]
+    assert len(cells) == 8, result.stdout  # 4 rows x train, infer
+    only_b = [line for line in cells if "missing in the baseline" in line]
+    assert len(only_b) == 2 and all("rel" in line for line in only_b), result.stdout
+    compared = [line.split("|") for line in cells if line not in only_b]
+    assert {c[2].strip() for c in compared} <= {"unchanged", "improved", "regressed", "inconclusive"}, result.stdout
+    assert {c[7].strip() for c in compared} == {"2/2"}, result.stdout  # one run per round and side, not pooled
 
 
 def test_ab_bad_input(cli, tmp_path):
