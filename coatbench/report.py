@@ -13,8 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from coatbench.accuracy import AccuracyRecord, lookup
-from coatbench.stats import ratio_with_uncertainty
+from coatbench.stats import runs_ratio_with_uncertainty
 from coatbench.suite import Claim, Setting, Suite, SuiteRow
 
 
@@ -23,10 +25,10 @@ class Measured:
     """One (mode, per-core batch) cell of a report line."""
 
     status: str  # ok | oom | timeout | missing
-    images_per_s: float | None = None
+    images_per_s: float | None = None  # one run: its median; several: the geometric mean of their medians
     change: float | None = None  # against the setting's baseline row; None for the baseline itself
     uncertainty: float | None = None  # 95% half-width of `change`
-    samples: tuple[float, ...] = ()
+    runs: tuple[tuple[float, ...], ...] = ()  # per-block samples of each measured run
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) 
                         missing.append(f"per-core {batch}: baseline {a.status}, variant {b.status}")
                         continue
                     faster, slower = (b, a) if claim.faster == "variant" else (a, b)
-                    change, u = ratio_with_uncertainty(faster.samples, slower.samples)
+                    change, u = runs_ratio_with_uncertainty(faster.runs, slower.runs)
                     per_batch.append(BatchVerdict(batch, change, u, classify(change, u, claim)))
                 verdicts.append(_summarize(claim, setting, mode, report, per_batch, missing))
     return verdicts
@@ -152,11 +154,11 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
 
 def build_reports(suite: Suite, rows: Sequence[dict], accuracies: Sequence[AccuracyRecord]) -> list[Report]:
     """One report per (hardware, execution mode, dtype) found in `rows`, in that order."""
-    groups: dict[tuple[str, str, str], dict[tuple, dict]] = defaultdict(dict)
+    groups: dict[tuple[str, str, str], dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
     device_names = {}
     for row in rows:
         spec, hardware = row["spec"], row["env"]["hardware_key"]
-        groups[hardware, spec["execution"], spec["dtype"]][_cell_key(spec)] = row  # a later run of a cell wins
+        groups[hardware, spec["execution"], spec["dtype"]][_cell_key(spec)].append(row)  # every run of a cell
         device_names[hardware] = row["env"]["device_name"]
     reports = []
     for (hardware, execution, dtype), cells in groups.items():
@@ -184,7 +186,7 @@ def build_reports(suite: Suite, rows: Sequence[dict], accuracies: Sequence[Accur
                         found = cells.get(_config_key(suite_row, mode, batch, execution, dtype))
                         base = cells.get(_config_key(baseline_row, mode, batch, execution, dtype))
                         measured[mode, batch] = _measured(found, base, suite_row is baseline_row)
-                        size = size or (found or {}).get("model_size")
+                        size = size or (found[-1].get("model_size") if found else None)
                 accuracy = lookup(accuracies, suite_row.config.spec(), setting.pretrain, setting.accuracy_source)
                 line = Line(
                     setting=setting.name,
@@ -200,25 +202,36 @@ def build_reports(suite: Suite, rows: Sequence[dict], accuracies: Sequence[Accur
                 report.lines.append(line)
                 by_label[setting.name, suite_row.label] = line
         report.verdicts = _verdicts(report, suite, by_label)
-        scaled = dict.fromkeys(note for row in cells.values() for note in row.get("scaled_down", ()))
+        scaled = dict.fromkeys(note for runs in cells.values() for row in runs for note in row.get("scaled_down", ()))
         report.notes += [f"Scaled down for the CPU: {note}" for note in scaled]
+        most_runs = max(len(runs) for runs in cells.values())
+        report.notes.append(
+            "+-: 95% interval of the change from the timed blocks of one run per cell; it leaves out how far "
+            "whole runs wander (more on a shared machine): measure again into the same file for run-aware intervals"
+            if most_runs < 2 else
+            f"+-: 95% interval of the change over the runs of each cell (up to {most_runs}; cells with a single "
+            "run fall back to its timed blocks)")
         if any(line.accuracy is None for line in report.lines):
             report.notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
         reports.append(report)
     return reports
 
 
-def _measured(found: dict | None, base: dict | None, is_baseline: bool) -> Measured:
-    if found is None:
+def _measured(found: list[dict] | None, base: list[dict] | None, is_baseline: bool) -> Measured:
+    """A cell from its runs (rows of one spec); runs that did not measure (OOM, ...) are left out
+    unless none did."""
+    if not found:
         return Measured("missing")
-    if found["status"] != "ok":
-        return Measured(found["status"])
-    samples = tuple(found["samples"])
-    value = found["throughput"]["images_per_s"]
-    if is_baseline or base is None or base["status"] != "ok":
-        return Measured("ok", value, samples=samples)
-    change, u = ratio_with_uncertainty(samples, base["samples"])
-    return Measured("ok", value, change, u, samples)
+    ok = [row for row in found if row["status"] == "ok"]
+    if not ok:
+        return Measured(found[-1]["status"])
+    runs = tuple(tuple(row["samples"]) for row in ok)
+    value = float(np.exp(np.mean(np.log([row["throughput"]["images_per_s"] for row in ok]))))
+    base_runs = [row["samples"] for row in base or () if row["status"] == "ok"]
+    if is_baseline or not base_runs:
+        return Measured("ok", value, runs=runs)
+    change, u = runs_ratio_with_uncertainty(runs, base_runs)
+    return Measured("ok", value, change, u, runs)
 
 
 def disagreements(reports: Sequence[Report]) -> list[str]:

@@ -120,7 +120,7 @@ def to_json(reports: Sequence[Report]) -> str:
         data = dataclasses.asdict(report)
         for line, raw in zip(report.lines, data["lines"]):
             raw["cells"] = [
-                {"mode": mode, "batch_per_core": batch, **{k: v for k, v in dataclasses.asdict(m).items() if k != "samples"}}
+                {"mode": mode, "batch_per_core": batch, **{k: v for k, v in dataclasses.asdict(m).items() if k != "runs"}}
                 for (mode, batch), m in line.cells.items()
             ]
         return data

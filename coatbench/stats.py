@@ -68,3 +68,22 @@ def ratio_with_uncertainty(a, b) -> tuple[float, float]:
     )
     ci = result.confidence_interval
     return change, float((ci.high - ci.low) / 2)
+
+
+def runs_ratio_with_uncertainty(runs_a, runs_b) -> tuple[float, float]:
+    """The change of a against b when each is measured in several runs (lists of per-block
+    samples). Blocks of one run share the machine's state, so with two or more runs a side the
+    runs are the unit: the ratio of the geometric means of the run medians, with a 95% Welch
+    t-interval on the log scale. With fewer, the blocks of the last run of each
+    (`ratio_with_uncertainty`), which leaves run-to-run variation out."""
+    if min(len(runs_a), len(runs_b)) < 2:
+        return ratio_with_uncertainty(runs_a[-1], runs_b[-1])
+    log_a = np.log([np.median(run) for run in runs_a])
+    log_b = np.log([np.median(run) for run in runs_b])
+    va, vb = log_a.var(ddof=1) / log_a.size, log_b.var(ddof=1) / log_b.size
+    diff, se = log_a.mean() - log_b.mean(), math.sqrt(va + vb)
+    if se == 0:
+        return float(np.expm1(diff)), 0.0
+    dof = (va + vb) ** 2 / (va**2 / (log_a.size - 1) + vb**2 / (log_b.size - 1))
+    half = stats.t.ppf(0.975, dof) * se
+    return float(np.expm1(diff)), float((math.exp(diff + half) - math.exp(diff - half)) / 2)

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -106,6 +107,18 @@ def test_hardware_is_never_mixed(table8):
     a100 = next(r for r in reports if "A100" in r.device_name)
     ln = next(l for l in a100.lines if l.label == "norm BN -> LN" and l.setting == "ImageNet-1K")
     assert ln.cells["train", 32].change == pytest.approx(-0.5, abs=0.01)  # against the A100's own baseline
+
+
+def test_several_runs_of_a_cell_are_all_used(table8):
+    head64 = ("ImageNet-1K", "head size 32 -> 64", "train")
+    once = rows_for(table8, {head64: 1150.0})
+    (single,) = build_reports(table8, once, read_records())
+    (double,) = build_reports(table8, once + rows_for(table8, {head64: 1500.0}), read_records())
+    cell = lambda report: next(l for l in report.lines if l.label == head64[1]).cells["train", 64]  # noqa: E731
+    assert len(cell(double).runs) == 2 and cell(double).images_per_s == pytest.approx(math.sqrt(1150 * 1500), rel=0.01)
+    assert cell(double).change == pytest.approx(math.sqrt(1.15 * 1.5) - 1, abs=0.01)
+    assert cell(double).uncertainty > 0.1 > cell(single).uncertainty  # the runs disagree: so does the interval
+    assert "one run per cell" in to_markdown([single]) and "over the runs of each cell (up to 2" in to_markdown([double])
 
 
 def test_eager_and_compiled_disagreement_is_said(table8):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from coatbench.stats import ratio_with_uncertainty, summarize
+from coatbench.stats import ratio_with_uncertainty, runs_ratio_with_uncertainty, summarize
 
 
 def test_summary_of_known_samples():
@@ -42,3 +42,15 @@ def test_ratio_of_medians_with_uncertainty():
     change, half = ratio_with_uncertainty(a, b)
     assert change == pytest.approx(0.10, abs=0.01)
     assert 0 < half < 0.02
+
+
+def test_runs_are_the_unit_when_there_are_several():
+    """Two runs a side whose levels differ by 15%: each run's blocks are tight, so one run's
+    blocks would claim +-0.5%; over the runs the interval is as wide as the runs wander."""
+    rng = np.random.default_rng(3)
+    run = lambda level: list(level * (1 + 0.002 * rng.standard_normal(20)))  # noqa: E731
+    a, b = [run(110), run(95)], [run(100), run(86)]
+    change, half = runs_ratio_with_uncertainty(a, b)
+    assert change == pytest.approx(math.sqrt(110 * 95 / (100 * 86)) - 1, abs=0.005)
+    assert half > 0.1 > ratio_with_uncertainty(a[-1], b[-1])[1]
+    assert runs_ratio_with_uncertainty(a[:1], b) == ratio_with_uncertainty(a[0], b[-1])  # one run: its blocks
