@@ -147,7 +147,7 @@ def comparison_summary(results) -> str:
     regressed = [r for r in results if r.status == "regressed"]
     if not regressed:
         counts = {s: sum(r.status == s for r in results) for s in ("unchanged", "improved", "inconclusive", "not comparable")}
-        return "No regression (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")."
+        return "No regression (" + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing compared") + ")."
     return f"{len(regressed)} regression(s): " + "; ".join(
         f"{cell_label(r.spec)} {signed_percent(r.change)}" for r in regressed
     )

@@ -127,6 +127,8 @@ def test_saved_baseline_is_picked_by_hardware(cli, tmp_path):
     assert result.returncode == 0 and "No baseline saved for cuda:L4 x1" in result.stderr
     as_json = cli("compare", str(current), "--baseline", "auto", "--format", "json", cwd=tmp_path)
     assert as_json.returncode == 0 and json.loads(as_json.stdout) == []  # stdout stays one JSON document
+    as_markdown = cli("compare", str(current), "--baseline", "auto", "--format", "markdown", cwd=tmp_path)
+    assert as_markdown.stdout.strip() == "**No regression (nothing compared).**"
 
 
 def test_baseline_keeps_only_measured_rows(tmp_path):
