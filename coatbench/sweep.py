@@ -21,7 +21,7 @@ from coatbench.stats import summarize
 
 GPU_BATCH_SIZES = (32, 64, 128, 256)
 CPU_BATCH_SIZES = (1, 2)
-CPU_BUDGET = Budget(min_time=1.0, max_time=15.0, block_time=0.0, max_warmup_time=20.0)
+CPU_BUDGET = Budget(min_time=1.0, max_time=10.0, block_time=0.0, max_warmup_time=15.0)
 
 
 @dataclass(frozen=True)
