@@ -1,7 +1,9 @@
 """Does the throughput guard hold on real measurements, on this machine?
 
 Copies coatbench into a scratch git repository with two commits: A, and B with a slowdown
-injected into every MBConv block (three extra sigmoid passes over the expanded activations).
+injected into every MBConv block: a 4 ms sleep, a cost of known size whatever the machine's
+speed (about -40% for ci-cpu's inference cells and -15% for its training cells on a 2-core VM;
+an injected computation was only 1-9% there, under the noise of five rounds).
 Then runs `coatbench ab` twice, interleaved on this machine: A against A (must not regress)
 and A against B (must be caught). Prints both comparisons and a verdict for each; exits 1 if
 either verdict is wrong. It measures wall-clock time, so it is a benchmark, not a test: run it
@@ -19,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-INJECTED = "        for _ in range(3):  # injected slowdown\n            y = y * torch.sigmoid(y).sigmoid().sigmoid() + 0\n"
+INJECTED = "        time.sleep(0.004)  # injected slowdown\n"
 ANCHOR = "        return self.shortcut(x) + self.project(self.se(y))"
 
 
@@ -39,7 +41,7 @@ def scratch_repo(where: Path) -> Path:
     source = model.read_text()
     if ANCHOR not in source:
         sys.exit(f"guard_check: {ANCHOR.strip()!r} is no longer in coatbench/model.py; update INJECTED/ANCHOR")
-    model.write_text(source.replace(ANCHOR, INJECTED + ANCHOR))
+    model.write_text(source.replace("import torch\n", "import time\n\nimport torch\n", 1).replace(ANCHOR, INJECTED + ANCHOR))
     git("commit", "-qam", "B: injected slowdown")
     return repo
 
