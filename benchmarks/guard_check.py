@@ -2,8 +2,9 @@
 
 Copies coatbench into a scratch git repository with two commits: A, and B with a slowdown
 injected into every MBConv block: a 4 ms sleep, a cost of known size whatever the machine's
-speed (about -40% for ci-cpu's inference cells and -15% for its training cells on a 2-core VM;
-an injected computation was only 1-9% there, under the noise of five rounds).
+speed (-49% to -55% for ci-cpu's inference cells, -19% to -28% for its training cells on the
+2-core VM, results/cpu/guard_check.md; an injected computation cost only 1-9% there, under
+the noise of five rounds).
 Then runs `coatbench ab` twice, interleaved on this machine: A against A (must not regress)
 and A against B (must be caught). Prints both comparisons and a verdict for each; exits 1 if
 either verdict is wrong. It measures wall-clock time, so it is a benchmark, not a test: run it
