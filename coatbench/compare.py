@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_1samp, ttest_ind
+from scipy.stats import gmean, ttest_1samp, ttest_ind
 
 from coatbench.errors import CoatbenchError
 from coatbench.results import read_rows, spec_key
+from coatbench.stats import identical_runs_allowed
 
 BASELINE_DIR = Path("results") / "baselines"
 
@@ -74,10 +75,11 @@ def compare_runs(base: Sequence[float], cur: Sequence[float], threshold: float, 
         return "inconclusive", change, None  # one run: no idea how far runs wander on their own
     side = "less" if change < 0 else "greater"
     shift = np.log1p(-threshold if change < 0 else threshold)
-    if paired:
-        p = ttest_1samp(log_cur - log_base, shift, alternative=side).pvalue
-    else:
-        p = ttest_ind(log_cur, log_base + shift, equal_var=False, alternative=side).pvalue
+    with identical_runs_allowed():
+        if paired:
+            p = ttest_1samp(log_cur - log_base, shift, alternative=side).pvalue
+        else:
+            p = ttest_ind(log_cur, log_base + shift, equal_var=False, alternative=side).pvalue
     if not p < alpha:  # also NaN: runs with no spread at all
         return "inconclusive", change, None if np.isnan(p) else float(p)
     return ("regressed" if change < 0 else "improved"), change, float(p)
@@ -108,8 +110,8 @@ def compare_rows(baseline: Sequence[dict], current: Sequence[dict], threshold: f
         cur_medians = [float(np.median(r["samples"])) for r in cur]
         status, change, p = compare_runs(base_medians, cur_medians, threshold, alpha, paired)
         why = "one run on a side: its run-to-run noise is unknown" if status == "inconclusive" and min(runs) < 2 else ""
-        results.append(RowComparison(spec, status, why, float(np.exp(np.mean(np.log(base_medians)))),
-                                     float(np.exp(np.mean(np.log(cur_medians)))), change, p, runs))
+        results.append(RowComparison(spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)),
+                                     change, p, runs))
     return results
 
 

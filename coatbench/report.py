@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
+from scipy.stats import gmean
 
 from coatbench.accuracy import AccuracyRecord, lookup
 from coatbench.stats import runs_ratio_with_uncertainty
@@ -226,7 +226,7 @@ def _measured(found: list[dict] | None, base: list[dict] | None, is_baseline: bo
     if not ok:
         return Measured(found[-1]["status"])
     runs = tuple(tuple(row["samples"]) for row in ok)
-    value = float(np.exp(np.mean(np.log([row["throughput"]["images_per_s"] for row in ok]))))
+    value = float(gmean([row["throughput"]["images_per_s"] for row in ok]))
     base_runs = [row["samples"] for row in base or () if row["status"] == "ok"]
     if is_baseline or not base_runs:
         return Measured("ok", value, runs=runs)
