@@ -3,8 +3,9 @@
 The unit of evidence is the run (one process measuring one cell), not the timed block. Blocks
 of one run share the machine's state (clock, where the threads landed, the neighbours of a
 shared VM) and move together: on this project's 2-core development VM, whole runs of the same
-code landed 13-18% apart while the blocks of each agreed within 2%, and a test on pooled blocks
-called that A/A comparison a regression with p = 2e-23. Each run is therefore reduced to its median, and
+code landed 2.5-31% apart while no run's own CI was wider than +-2%, and a test on pooled blocks
+called identical code slower at p down to 3e-17 (results/cpu/run_to_run.md). Each run is
+therefore reduced to its median, and
 the runs of a cell are compared: the change is the ratio of their geometric means, and a row is
 `regressed` only when the current run is slower than the baseline by more than the threshold
 AND a one-sided t-test on the log run medians says it is significantly slower than the

@@ -45,8 +45,8 @@ def test_a_three_percent_slowdown_under_a_five_percent_threshold_is_rarely_a_reg
 
 
 def test_runs_that_drift_apart_are_not_a_regression():
-    """Seen on the 2-core VM: two runs of the same code 15% apart, each with tight blocks. Pooled
-    blocks called that a regression (p = 2e-23); one run a side is `inconclusive` and says why."""
+    """Seen on the 2-core VM (results/cpu/run_to_run.md): runs of the same code 15-30% apart, each
+    with tight blocks, which pooled blocks call a regression; one run a side is `inconclusive`."""
     rng = np.random.default_rng(1)
     base, cur = row(list(92 * (1 + 0.01 * rng.standard_normal(40)))), row(list(78 * (1 + 0.01 * rng.standard_normal(40))))
     (result,) = compare_rows([base], [cur])
