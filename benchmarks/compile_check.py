@@ -99,9 +99,9 @@ def main() -> None:
             line = f"| {name} | FAILED | - | - | - | {type(error).__name__}: {str(error).splitlines()[0][:120]} |"
         lines.append(line)
         print(line, flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        if args.out:  # after every variant: a run stopped early keeps what it checked
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,17 @@ def sdpa_macs(inputs, outputs) -> int:
     return attention_matmul_macs(inputs, outputs) + scores * (1 + has_mask)
 
 
+def batched_matmul_macs(inputs, outputs) -> int:
+    """batch1 @ batch2 of baddbmm(input, batch1, batch2): B x N x K x M multiply-adds."""
+    batch, n, k = _shape(inputs[1])
+    return batch * n * k * _shape(inputs[2])[-1]
+
+
+def baddbmm_macs(inputs, outputs) -> int:
+    """input + batch1 @ batch2: the matmul, + one add per output element."""
+    return batched_matmul_macs(inputs, outputs) + _numel(outputs[0])
+
+
 def per_output_element(inputs, outputs) -> int:
     return _numel(outputs[0])
 
@@ -90,6 +101,7 @@ def max_pool_macs(inputs, outputs) -> int:
 # Ops fvcore has no handle for (it would warn and count 0); names as the JIT trace spells them.
 EXTRA_HANDLES = {
     "aten::scaled_dot_product_attention": sdpa_macs,
+    "aten::baddbmm": baddbmm_macs,
     "aten::gelu": per_output_element,
     "aten::sigmoid": per_output_element,
     "aten::softmax": per_output_element,

@@ -72,6 +72,11 @@ class Stem(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
+    """The squeeze-excitation gate of a (B, C, H, W) tensor: (B, C, 1, 1) in (0, 1).
+
+    Only the gate: the block applies it inside its project conv (`scaled_pointwise_conv`).
+    """
+
     def __init__(self, channels: int, reduced: int):
         super().__init__()
         self.reduce = nn.Conv2d(channels, reduced, 1)
@@ -79,8 +84,25 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
-        scale = self.expand(F.gelu(self.reduce(scale)))
-        return x * torch.sigmoid(scale)
+        return torch.sigmoid(self.expand(F.gelu(self.reduce(scale))))
+
+
+def scaled_pointwise_conv(y: torch.Tensor, gate: torch.Tensor, conv: nn.Conv2d, residual: torch.Tensor) -> torch.Tensor:
+    """residual + conv(y * gate) for a 1x1 `conv`, without ever writing y * gate.
+
+    y is the widest tensor of an MBConv block (4x its width); multiplying it by the SE gate
+    wrote and re-read it once more before the conv. The gate scales the conv's input
+    channels, so it goes into a per-image copy of the (C4 x C) weight instead and one
+    batched matmul reads y once, with the residual added in its epilogue.
+    """
+    B, C4, H, W = y.shape
+    C = conv.out_channels
+    tokens = y.permute(0, 2, 3, 1).reshape(B, H * W, C4)  # (B, HW, C4): a free view when channels-last
+    weight = conv.weight.view(C, C4).t() * gate.view(B, C4, 1)  # (C4, C) x (B, C4, 1) -> (B, C4, C)
+    residual = residual + conv.bias.view(1, C, 1, 1)
+    residual = residual.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, HW, C)
+    out = torch.baddbmm(residual, tokens, weight)  # (B, HW, C)
+    return out.view(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
 
 
 class MBConv(nn.Module):
@@ -103,7 +125,7 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.gelu(self.expand_norm(self.expand(self.norm(x))))
         y = F.gelu(self.dwconv_norm(self.dwconv(y)))
-        return self.shortcut(x) + self.project(self.se(y))
+        return scaled_pointwise_conv(y, self.se(y), self.project, self.shortcut(x))
 
 
 class ConvShortcut(nn.Module):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from coatbench.config import build_config
-from coatbench.counting import attention_matmul_macs, count, fvcore_analysis
+from coatbench.counting import attention_matmul_macs, batched_matmul_macs, count, fvcore_analysis
 from coatbench.model import RelativePositionBias, build_model
 from coatbench.paper import KNOWN_DISCREPANCIES, PAPER_COUNTS
 
@@ -55,10 +55,10 @@ def test_fvcore_agrees_with_torch_flop_counter():
     model = build_model(build_config("coatnet-0", image_size=64)).eval()
     image = torch.randn(1, 3, 64, 64)
     analysis = fvcore_analysis(model, image).set_op_handle(
-        "aten::scaled_dot_product_attention", attention_matmul_macs
+        "aten::scaled_dot_product_attention", attention_matmul_macs, "aten::baddbmm", batched_matmul_macs
     )
     by_op = analysis.by_operator()
-    matmul_like = sum(by_op[op] for op in ("conv", "linear", "scaled_dot_product_attention"))
+    matmul_like = sum(by_op[op] for op in ("conv", "linear", "scaled_dot_product_attention", "baddbmm"))
     # On the CPU, torch's counter has no formula for the fused CPU attention op; on the meta
     # device attention decomposes into counted bmm's (which is where train_flops is measured).
     meta_model = build_model(build_config("coatnet-0", image_size=64), "meta").eval()

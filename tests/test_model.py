@@ -36,6 +36,31 @@ def test_channels_last_matches_contiguous():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("downsample", [None, "dwconv"])
+def test_mbconv_is_the_paper_block_with_se_gate_applied_inside_project(downsample):
+    """The SE gate goes into the project conv's weights; the block must still compute
+    x' = shortcut(x) + project(se(y) * y) exactly, gradients included."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    block = build_model(build_config("coatnet-0", image_size=64, downsample=downsample)).stages[0].blocks[0]
+    x = torch.randn(2, block.norm.num_features, 16, 16, requires_grad=True)
+
+    def reference(x):
+        y = F.gelu(block.expand_norm(block.expand(block.norm(x))))
+        y = F.gelu(block.dwconv_norm(block.dwconv(y)))
+        return block.shortcut(x) + block.project(y * block.se(y))
+
+    expected = reference(x)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x_ = x.detach().contiguous(memory_format=layout).requires_grad_()
+        got = block(x_)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        (grad,) = torch.autograd.grad(got.square().sum(), x_)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-4)
+
+
 def test_relative_bias_is_table_at_offset():
     torch.manual_seed(0)
     bias = RelativePositionBias(heads=3, grid=5)
