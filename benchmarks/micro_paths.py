@@ -11,10 +11,13 @@
 4. The end of an MBConv block, project(y * se_scale) + bias + shortcut: the scaled tensor
    written and read again before a cuDNN 1x1 conv, against one batched matmul whose
    per-image weights carry the SE scale (W * s[b]), with the shortcut added in its epilogue.
+5. Training attention with the learnt bias: SDPA (memory-efficient, the only fused backend
+   that returns the bias gradient) against FlexAttention with the bias as a captured
+   tensor (its backward scatters the bias gradient with atomics, no dense score matrix).
 
 Same function in each pair (checked against each other), bf16, channels-last.
 
-    python benchmarks/micro_paths.py [--only dwconv,mask,backend,se_project]
+    python benchmarks/micro_paths.py [--only dwconv,mask,backend,se_project,flex]
 """
 
 from __future__ import annotations
@@ -209,11 +212,46 @@ def bench_se_project() -> list[str]:
     return lines
 
 
+def bench_flex() -> list[str]:
+    """CoAtNet-2's training attention at per-core batch 128: S3 at head size 32 and 64, S4."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    lines = [
+        "| tokens, heads, d | SDPA fwd ms | flex fwd ms | SDPA fwd+bwd ms | flex fwd+bwd ms | fwd+bwd speed-up | rel. diff (out, grad of bias) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    B = 128
+    for N, heads, d in [(196, 16, 32), (196, 8, 64), (49, 32, 32)]:
+        torch.manual_seed(0)
+        bias = torch.randn(heads, N, N, device="cuda", requires_grad=True)
+        q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+
+        def sdpa(q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype)[None])
+
+        def flex(q, k, v):
+            return flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: score + bias[h, i, j])
+
+        times, results = [], []
+        for fn in (torch.compile(sdpa), torch.compile(flex)):
+            bias.grad = None
+            out = fn(q, k, v)
+            out.float().square().sum().backward()
+            results.append((out.float(), bias.grad.clone()))
+            times.append(do_bench(lambda: fn(q, k, v), warmup=50, rep=200, return_mode="median"))
+            times.append(do_bench(lambda: fn(q, k, v).sum().backward(), warmup=50, rep=200, return_mode="median"))
+        diff = ", ".join(f"{((a - b).norm() / b.norm()).item():.1e}" for a, b in zip(results[1], results[0]))
+        lines.append(f"| {N}, {heads}, {d} | {times[0]:.3f} | {times[2]:.3f} | {times[1]:.3f} | {times[3]:.3f} | {times[1] / times[3]:.2f}x | {diff} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 SECTIONS = {
     "dwconv": ("depthwise conv + BN + GELU + SE scale, compiled", bench_dwconv),
     "mask": ("relative bias as SDPA mask, compiled", bench_mask),
     "backend": ("SDPA backend for attention with a learnt bias, compiled", bench_backend),
     "se_project": ("SE scale + project conv + shortcut: conv against per-image batched matmul, compiled", bench_se_project),
+    "flex": ("training attention with a learnt bias: SDPA against FlexAttention, compiled", bench_flex),
 }
 
 
