@@ -2,7 +2,8 @@
 
 For each variant (one block per stage to keep compile time short: the knobs, not the
 depth, decide what the compiler sees), compile a training step and an inference step,
-compare compiled logits with eager ones, and list the attention kernels the profiler saw.
+compare compiled logits and gradients with eager ones, and list the attention kernels the
+profiler saw in inference (compiled training runs attention through FlexAttention).
 
     python benchmarks/compile_check.py [--device cuda] [--out FILE.md]
 """
@@ -10,6 +11,7 @@ compare compiled logits with eager ones, and list the attention kernels the prof
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import time
 
@@ -63,18 +65,33 @@ def check(name: str, config, device: torch.device, batch: int = 8) -> str:
         compiled_out = compiled(x).float()
         infer_compile = time.perf_counter() - t0
         kernels = attention_kernels(lambda: compiled(x)) if "T" in config.blocks else []
-    err = ((compiled_out - eager_out).norm() / eager_out.norm()).item()
+    err = relative_error(compiled_out, eager_out)
+
+    def grads(m, use_autocast: bool) -> torch.Tensor:
+        m.train().zero_grad(set_to_none=True)
+        with autocast if use_autocast else contextlib.nullcontext():
+            loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        assert torch.isfinite(loss).item()
+        return torch.cat([p.grad.flatten() for p in m.parameters()])
+
+    # Compiled training may take another attention path (FlexAttention on a GPU). bf16
+    # gradients of a small batch differ from fp32 ones by a few percent whatever the path,
+    # so compiled must be as close to eager fp32 as eager bf16 is (within 2x), not equal.
+    reference = grads(model, use_autocast=False)
+    eager_err = relative_error(grads(model, use_autocast=True), reference)
     t0 = time.perf_counter()
-    compiled.train()
-    with autocast:
-        loss = F.cross_entropy(compiled(x), y)
-    loss.backward()
+    compiled_err = relative_error(grads(compiled, use_autocast=True), reference)
     train_compile = time.perf_counter() - t0
-    ok = err < 2e-2 and torch.isfinite(loss).item()
+    ok = err < 2e-2 and compiled_err <= 2 * eager_err + 1e-3
     return (
-        f"| {name} | {'ok' if ok else 'MISMATCH'} | {err:.1e} | {infer_compile:.0f} s | {train_compile:.0f} s | "
-        f"{', '.join(kernels) or '-'} |"
+        f"| {name} | {'ok' if ok else 'MISMATCH'} | {err:.1e} | {compiled_err:.1e} / {eager_err:.1e} | "
+        f"{infer_compile:.0f} s | {train_compile:.0f} s | {', '.join(kernels) or '-'} |"
     )
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
 
 
 def main() -> None:
@@ -86,8 +103,9 @@ def main() -> None:
     lines = [
         f"# torch.compile of every knob value ({torch.__version__}, {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'})",
         "",
-        "| variant (coatnet-0, 1 block/stage) | compiled vs eager | rel. error (bf16) | infer compile | train compile | attention ops in the compiled step |",
-        "|---|---|---|---|---|---|",
+        "| variant (coatnet-0, 1 block/stage) | compiled vs eager | rel. error of logits (bf16) | grads vs fp32: compiled / eager bf16 | "
+        "infer compile | train compile | attention ops in the compiled inference step |",
+        "|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
     cases = [(name, shallow(build_config("coatnet-0", **knobs))) for name, knobs in VARIANTS.items()]
@@ -96,7 +114,7 @@ def main() -> None:
         try:
             line = check(name, config, device)
         except Exception as error:  # report and go on: the table is the result
-            line = f"| {name} | FAILED | - | - | - | {type(error).__name__}: {str(error).splitlines()[0][:120]} |"
+            line = f"| {name} | FAILED | - | - | - | - | {type(error).__name__}: {str(error).splitlines()[0][:120]} |"
         lines.append(line)
         print(line, flush=True)
         if args.out:  # after every variant: a run stopped early keeps what it checked

@@ -183,7 +183,13 @@ def biased_flex_attention(q, k, v, bias: torch.Tensor) -> torch.Tensor:
     """
     from torch.nn.attention.flex_attention import flex_attention
 
-    return flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: score + bias[h, i, j])
+    options = FLEX_SMALL_TILES if q.shape[-1] > 32 else None
+    return flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: score + bias[h, i, j], kernel_options=options)
+
+
+# At head size 64, FlexAttention's default tiles ask an H100 for more shared memory than it
+# has (the compile fails); these fit (results/h100/micro_paths.md, section flex).
+FLEX_SMALL_TILES = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32, "num_stages": 2}
 
 
 class RelativeAttention(nn.Module):
