@@ -174,7 +174,7 @@ def bench_backend() -> list[str]:
                     reference, diff = result, "-"
                 else:
                     diff = ", ".join(f"{((a - b).norm() / b.norm()).item():.1e}" for a, b in zip(result, reference))
-                lines.append(f"| {N}, {heads}, {d} | {name} | {fwd:.3f} | {bwd:.3f} | {diff} |")
+                lines.append(f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {bwd:.3f} | {diff} |")
             except Exception as error:  # the result is whether this backend takes the case
                 lines.append(f"| {N}, {heads}, {d} | {name} | not supported: {str(error).splitlines()[0][:90]} | - | - |")
             print(lines[-1], flush=True)
@@ -214,7 +214,6 @@ def bench_se_project() -> list[str]:
 
 FLEX_VARIANTS = {
     "flex, default blocks": None,
-    "flex, 2 stages": {"num_stages": 2},
     "flex, 64x64 blocks, 2 stages": {
         "BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32, "num_stages": 2,
     },
@@ -222,17 +221,17 @@ FLEX_VARIANTS = {
 
 
 def bench_flex() -> list[str]:
-    """CoAtNet-2's training attention at per-core batch 128: S3 and S4 at head size 32 and 64.
+    """CoAtNet-2's training attention at per-core batch 128 (S3 and S4 at head size 32 and 64),
+    and CoAtNet-0's at batch 8 (the shapes of benchmarks/compile_check.py).
     Flex's default tiles can ask for more shared memory than an H100 has at d=64, hence the
     smaller configurations."""
     from torch.nn.attention.flex_attention import flex_attention
 
     lines = [
-        "| tokens, heads, d | attention | fwd ms | fwd+bwd ms | fwd+bwd vs SDPA | rel. diff vs SDPA (out, grad of bias) |",
+        "| batch, tokens, heads, d | attention | fwd ms | fwd+bwd ms | fwd+bwd vs SDPA | rel. diff vs SDPA (out, grad of q, grad of bias) |",
         "|---|---|---|---|---|---|",
     ]
-    B = 128
-    for N, heads, d in [(196, 16, 32), (49, 32, 32), (196, 8, 64), (49, 16, 64)]:
+    for B, N, heads, d in [(128, 196, 16, 32), (128, 49, 32, 32), (8, 196, 12, 32), (8, 49, 24, 32), (128, 196, 8, 64), (128, 49, 16, 64)]:
         torch.manual_seed(0)
         bias = torch.randn(heads, N, N, device="cuda", requires_grad=True)
         q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
@@ -249,21 +248,21 @@ def bench_flex() -> list[str]:
         for name, fn in [("SDPA (memory-efficient)", sdpa), *((n, flex(o)) for n, o in FLEX_VARIANTS.items())]:
             try:
                 fn = torch.compile(fn)
-                bias.grad = None
+                bias.grad = q.grad = None
                 out = fn(q, k, v)
                 out.float().square().sum().backward()
-                result = (out.float(), bias.grad.clone())
+                result = (out.float(), q.grad.float(), bias.grad.clone())
                 fwd = do_bench(lambda: fn(q, k, v), warmup=50, rep=200, return_mode="median")
                 both = do_bench(lambda: fn(q, k, v).sum().backward(), warmup=50, rep=200, return_mode="median")
             except Exception as error:  # the result is whether this configuration compiles
-                lines.append(f"| {N}, {heads}, {d} | {name} | fails: {str(error).splitlines()[0][-90:]} | - | - | - |")
+                lines.append(f"| {B}, {N}, {heads}, {d} | {name} | fails: {str(error).splitlines()[0][-90:]} | - | - | - |")
                 print(lines[-1], flush=True)
                 continue
             if reference is None:
                 reference, sdpa_both, diff = result, both, "-"
             else:
                 diff = ", ".join(f"{((a - b).norm() / b.norm()).item():.1e}" for a, b in zip(result, reference))
-            lines.append(f"| {N}, {heads}, {d} | {name} | {fwd:.3f} | {both:.3f} | {sdpa_both / both:.2f}x | {diff} |")
+            lines.append(f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {both:.3f} | {sdpa_both / both:.2f}x | {diff} |")
             print(lines[-1], flush=True)
     return lines
 
