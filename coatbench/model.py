@@ -173,25 +173,6 @@ class RelativePositionBias(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def biased_flex_attention(q, k, v, bias: torch.Tensor) -> torch.Tensor:
-    """softmax(q.k / sqrt(d) + bias) v through FlexAttention, for compiled training on a GPU.
-
-    The bias needs a gradient in training, and the only SDPA backend that returns one
-    (memory-efficient) spent 19% of a compiled CoAtNet-2 training step in attention;
-    FlexAttention's backward scatters the bias gradient itself (results/h100/micro_paths.md).
-    It is fast only when compiled, so eager and inference keep SDPA.
-    """
-    from torch.nn.attention.flex_attention import flex_attention
-
-    options = FLEX_SMALL_TILES if q.shape[-1] > 32 else None
-    return flex_attention(q, k, v, score_mod=lambda score, b, h, i, j: score + bias[h, i, j], kernel_options=options)
-
-
-# At head size 64, FlexAttention's default tiles ask an H100 for more shared memory than it
-# has (the compile fails); these fit (results/h100/micro_paths.md, section flex).
-FLEX_SMALL_TILES = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32, "num_stages": 2}
-
-
 class RelativeAttention(nn.Module):
     """Global multi-head self-attention with softmax(q.k + w[i-j]), through one fused SDPA call."""
 
@@ -210,11 +191,8 @@ class RelativeAttention(nn.Module):
         # The bias is gathered once per call and broadcast over the batch, never copied per
         # image: a dense (B, heads, N, N) mask cost 6% of a compiled CoAtNet-2 inference step
         # (results/h100/micro_paths.md). torch 2.11 compiles the broadcast mask fine.
-        if self.bias is not None and torch.is_grad_enabled() and q.is_cuda and torch.compiler.is_compiling():
-            y = biased_flex_attention(q, k, v, self.bias())  # (B, heads, N, d)
-        else:
-            mask = self.bias().to(q.dtype)[None] if self.bias is not None else None  # (1, heads, N, N)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, d)
+        mask = self.bias().to(q.dtype)[None] if self.bias is not None else None  # (1, heads, N, N)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, d)
         y = y.transpose(1, 2).reshape(B, H, W, -1)  # (B, H, W, heads*d)
         return self.proj(y)
 
