@@ -246,6 +246,9 @@ def bench_flex() -> list[str]:
 
         reference = None
         for name, fn in [("SDPA (memory-efficient)", sdpa), *((n, flex(o)) for n, o in FLEX_VARIANTS.items())]:
+            # one fresh compile per row: every row compiles the same lambdas, and dynamo's
+            # recompile limit would otherwise send later shapes to unfused eager flex
+            torch._dynamo.reset()
             try:
                 fn = torch.compile(fn)
                 bias.grad = q.grad = None

@@ -93,7 +93,8 @@ def scaled_pointwise_conv(y: torch.Tensor, gate: torch.Tensor, conv: nn.Conv2d, 
     y is the widest tensor of an MBConv block (4x its width); multiplying it by the SE gate
     wrote and re-read it once more before the conv. The gate scales the conv's input
     channels, so it goes into a per-image copy of the (C4 x C) weight instead and one
-    batched matmul reads y once, with the residual added in its epilogue.
+    batched matmul reads y once, with the residual added in its epilogue. Compiled CoAtNet-2
+    on an H100: +5.9% training, +11.6% inference (results/h100/levers.md).
     """
     B, C4, H, W = y.shape
     C = conv.out_channels
