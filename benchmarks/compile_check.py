@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from coatbench.config import build_config
 from coatbench.harness import compile_regions
 from coatbench.model import build_model
+from coatbench.results import write_atomically
 
 VARIANTS = {
     "base": {},
@@ -119,8 +120,7 @@ def main() -> None:
         lines.append(line)
         print(line, flush=True)
         if args.out:  # after every variant: a run stopped early keeps what it checked
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
+            write_atomically(args.out, ("\n".join(lines) + "\n").encode())
 
 
 if __name__ == "__main__":

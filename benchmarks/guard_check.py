@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 INJECTED = "        time.sleep(0.004)  # injected slowdown\n"
-ANCHOR = "        return self.shortcut(x) + self.project(self.se(y))"
+ANCHOR = "        return scaled_pointwise_conv(y, self.se(y), self.project, self.shortcut(x))"
 
 
 def scratch_repo(where: Path) -> Path:

@@ -59,6 +59,10 @@ class DwBlock(nn.Module):
         return y * torch.sigmoid(y.mean((2, 3), keepdim=True))
 
 
+def relative_difference(a: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((a - reference).norm() / reference.norm()).item()
+
+
 def compare_pair(label: str, train: bool, make_runs) -> str:
     """Time two compiled versions of one function, forward (and backward when `train`), and
     check they agree. `make_runs()` returns the two forward callables on fresh inputs."""
@@ -75,7 +79,7 @@ def compare_pair(label: str, train: bool, make_runs) -> str:
 
         outs.append(run().float())
         times.append(do_bench(run, warmup=50, rep=300, return_mode="median"))
-    diff = ((outs[0] - outs[1]).norm() / outs[0].norm()).item()
+    diff = relative_difference(outs[1], outs[0])
     mode = "train fwd+bwd" if train else "infer"
     line = f"| {label} | {mode} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.2f}x | {diff:.1e} |"
     print(line, flush=True)
@@ -173,7 +177,7 @@ def bench_backend() -> list[str]:
                 if reference is None:
                     reference, diff = result, "-"
                 else:
-                    diff = ", ".join(f"{((a - b).norm() / b.norm()).item():.1e}" for a, b in zip(result, reference))
+                    diff = ", ".join(f"{relative_difference(a, b):.1e}" for a, b in zip(result, reference))
                 lines.append(f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {bwd:.3f} | {diff} |")
             except Exception as error:  # the result is whether this backend takes the case
                 lines.append(f"| {N}, {heads}, {d} | {name} | not supported: {str(error).splitlines()[0][:90]} | - | - |")
@@ -264,7 +268,7 @@ def bench_flex() -> list[str]:
             if reference is None:
                 reference, sdpa_both, diff = result, both, "-"
             else:
-                diff = ", ".join(f"{((a - b).norm() / b.norm()).item():.1e}" for a, b in zip(result, reference))
+                diff = ", ".join(f"{relative_difference(a, b):.1e}" for a, b in zip(result, reference))
             lines.append(f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {both:.3f} | {sdpa_both / both:.2f}x | {diff} |")
             print(lines[-1], flush=True)
     return lines

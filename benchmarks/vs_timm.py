@@ -20,7 +20,7 @@ fused one, each its best working path.
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -230,7 +230,40 @@ def render_repeats(rows: list[dict]) -> list[str]:
             "confidence interval. Read their ratios with that in mind.", "", *lines]
 
 
-def main() -> None:
+def refuse(message: str) -> None:
+    """Bad input: one line naming the problem, exit 2 (the CLI's rule)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.render is None and args.out is None:
+        refuse("--out FILE.jsonl is needed to measure (or --render FILE.jsonl to only re-render)")
+    choices = {"executions": EXECUTIONS, "modes": MODES, "implementations": IMPLEMENTATIONS}
+    for option, allowed in choices.items():
+        if not set(getattr(args, option).split(",")) <= set(allowed):
+            refuse(f"--{option} takes a comma-separated subset of {','.join(allowed)}, not {getattr(args, option)!r}")
+    for option in ("models", "batch_sizes"):
+        values = getattr(args, option).split(",")
+        if not all(v.isdigit() and (option == "models" or int(v) > 0) for v in values):
+            refuse(f"--{option.replace('_', '-')} takes comma-separated {'CoAtNet sizes' if option == 'models' else 'positive integers'}, "
+                   f"not {getattr(args, option)!r}")
+
+
+def cells_to_measure(args: argparse.Namespace, done: set) -> list[tuple]:
+    """(implementation, n, mode, batch, execution) of every selected cell not in `done`."""
+    return [
+        (impl, int(n), mode, batch, execution)
+        for n in args.models.split(",")
+        for batch in map(int, args.batch_sizes.split(","))
+        for mode in args.modes.split(",")
+        for execution in args.executions.split(",")
+        for impl in args.implementations.split(",")
+        if (impl, f"coatnet-{n}", mode, batch, execution) not in done
+    ]
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="2,0,3", help="CoAtNet sizes, in the order to measure them")
     parser.add_argument("--batch-sizes", default="128,32,256")
@@ -242,22 +275,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON Lines file to append to; cells already in it are skipped")
     parser.add_argument("--markdown", type=Path, required=True)
     parser.add_argument("--render", type=Path, help="only re-render the Markdown from this JSON Lines file")
-    args = parser.parse_args()
-    if args.render is None and args.out is None:
-        parser.error("--out FILE.jsonl is needed to measure (or --render FILE.jsonl to only re-render)")
-    choices = {"executions": EXECUTIONS, "modes": MODES, "implementations": IMPLEMENTATIONS}
-    for option, allowed in choices.items():
-        if not set(getattr(args, option).split(",")) <= set(allowed):
-            parser.error(f"--{option} takes {','.join(allowed)}")
+    args = parser.parse_args(argv)
+    check_arguments(args)
+    return args
 
-    from coatbench.results import append_row, read_rows
+
+def main() -> None:
+    args = parse_arguments()
+    from coatbench.results import append_row, read_rows, write_atomically
 
     command = (
         f"python benchmarks/vs_timm.py --models {args.models} --batch-sizes {args.batch_sizes} "
         f"--out {args.out or args.render} --markdown {args.markdown}"
     )
     if args.render:
-        args.markdown.write_text(render(read_rows(args.render), command))
+        write_atomically(args.markdown, render(read_rows(args.render), command).encode())
         return
     import torch
 
@@ -265,15 +297,7 @@ def main() -> None:
     done = set()
     if args.out.exists() and not args.again:
         done = {key(r["spec"]) for r in read_rows(args.out) if r["status"] in ("ok", "oom")}
-    todo = [
-        (impl, int(n), mode, batch, execution)
-        for n in args.models.split(",")
-        for batch in map(int, args.batch_sizes.split(","))
-        for mode in args.modes.split(",")
-        for execution in args.executions.split(",")
-        for impl in args.implementations.split(",")
-        if (impl, f"coatnet-{n}", mode, batch, execution) not in done
-    ]
+    todo = cells_to_measure(args, done)
     print(f"{len(todo)} cells to measure ({len(done)} already in {args.out})", flush=True)
     for i, (impl, n, mode, batch, execution) in enumerate(todo, 1):
         row = measure_cell(impl, n, mode, batch, execution, device)
@@ -281,7 +305,7 @@ def main() -> None:
         shown = f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}" if row["status"] == "ok" else row["status"]
         print(f"[{i}/{len(todo)}] {impl} coatnet-{n} {mode} bs{batch} {execution}: {shown} "
               f"(first step {row['first_step_s'] or 0:.0f} s, cell {row['cell_s']:.0f} s)", flush=True)
-        args.markdown.write_text(render(read_rows(args.out), command))
+        write_atomically(args.markdown, render(read_rows(args.out), command).encode())
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ import pytest
 
 from conftest import assert_one_line_error
 from coatbench.accuracy import read_records
-from coatbench.config import build_config
 from coatbench.counting import ModelCount
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement
 from coatbench.hardware import Fingerprint
-from coatbench.options import Dtype, Execution, Mode, ReportFormat
+from coatbench.options import Dtype, Execution, ReportFormat
 from coatbench.report import build_reports, classify
 from coatbench.report_render import long_frame, plot, to_json, to_latex, to_markdown
 from coatbench.results import append_row
