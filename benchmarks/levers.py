@@ -17,10 +17,10 @@ from collections.abc import Callable
 import torch
 
 from coatbench.config import build_config
-from coatbench.harness import Budget, Cell, compile_frozen, compile_regions, measure
+from coatbench.harness import Cell, compile_frozen, compile_regions, measure
 from coatbench.hardware import device_name
 from coatbench.model import CoAtNet, build_model
-from coatbench.options import Dtype, Execution, Mode
+from coatbench.options import Budget, Dtype, Execution, Mode
 
 
 def regional(model: CoAtNet) -> CoAtNet:
@@ -110,7 +110,7 @@ def main() -> None:
                     ratio = f"{rate / baseline:.2f}x" if baseline else "-"
                     cells = f"{rate:,.0f} | {ratio} | {result.first_step_s:.0f}"
                 else:
-                    cells = f"{result.status}: {result.message[:60]} | - | {time.perf_counter() - t0:.0f}"
+                    cells = f"{result.status.value}: {result.message[:60]} | - | {time.perf_counter() - t0:.0f}"
                 lines.append(f"| {mode.value} | {batch} | {name} | {cells} |")
                 print(lines[-1], flush=True)
     if "train" in args.modes:

@@ -71,9 +71,9 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
     import torch
 
     from coatbench.config import build_config
-    from coatbench.harness import Budget, Cell, compile_regions, measure
+    from coatbench.harness import Cell, compile_regions, measure
     from coatbench.hardware import fingerprint, peak_tflops
-    from coatbench.options import Dtype, Execution, Mode
+    from coatbench.options import Budget, Dtype, Execution, Mode
     from coatbench.stats import summarize
 
     model = build(implementation, n, execution, device)
@@ -88,7 +88,7 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
     env = fingerprint(device)
     row = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": result.status,
+        "status": result.status.value,
         "message": result.message,
         "spec": {"implementation": implementation, "model": f"coatnet-{n}", "image_size": 224, "mode": mode,
                  "batch_per_core": batch, "execution": execution, "dtype": "bf16", "channels_last": True},
@@ -96,7 +96,7 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
         "cell_s": time.perf_counter() - t0,
         "flops_per_image": flops,
         "samples": result.samples,
-        "env": env.as_dict(),
+        "env": env.to_dict(),
         "timm": timm_version(),
     }
     if result.samples:
@@ -282,7 +282,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_arguments()
-    from coatbench.results import append_row, read_rows, write_atomically
+    from coatbench.results import JsonLines, write_atomically
+
+    def read_rows(path):
+        return [row for _, row in JsonLines(path).read()]
 
     command = (
         f"python benchmarks/vs_timm.py --models {args.models} --batch-sizes {args.batch_sizes} "
@@ -301,7 +304,7 @@ def main() -> None:
     print(f"{len(todo)} cells to measure ({len(done)} already in {args.out})", flush=True)
     for i, (impl, n, mode, batch, execution) in enumerate(todo, 1):
         row = measure_cell(impl, n, mode, batch, execution, device)
-        append_row(args.out, row)
+        JsonLines(args.out).append([row])
         shown = f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}" if row["status"] == "ok" else row["status"]
         print(f"[{i}/{len(todo)}] {impl} coatnet-{n} {mode} bs{batch} {execution}: {shown} "
               f"(first step {row['first_step_s'] or 0:.0f} s, cell {row['cell_s']:.0f} s)", flush=True)

@@ -17,8 +17,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from coatbench.compare import Comparison, compare_rows
 from coatbench.errors import CoatbenchError
-from coatbench.results import read_rows
+from coatbench.results import Row, read_rows
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -36,7 +37,7 @@ def run_ab(
     extra_args: list[str],
     repo: Path = Path("."),
     on_round: Callable[[int, str], None] = lambda round_index, ref: None,
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[Row], list[Row]]:
     """Measure `suite` with revisions A and B interleaved; the rows of each, one per cell and round,
     in round order."""
     if rounds < 1:
@@ -67,3 +68,18 @@ def run_ab(
         finally:
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top, capture_output=True)
+
+
+def compare_revisions(
+    ref_a: str,
+    ref_b: str,
+    suite: str,
+    rounds: int,
+    extra_args: list[str],
+    threshold: float,
+    alpha: float,
+    on_round: Callable[[int, str], None] = lambda round_index, ref: None,
+) -> Comparison:
+    """`run_ab`, then each cell judged on its rounds, paired (A and B of a round ran side by side)."""
+    rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra_args, on_round=on_round)
+    return Comparison(compare_rows(rows_a, rows_b, threshold, alpha, paired=True))

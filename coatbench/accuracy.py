@@ -11,15 +11,16 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from importlib.resources import files
 from pathlib import Path
 
-from coatbench.config import build_config
+from coatbench.config import ABLATIONS, build_config
 from coatbench.errors import CoatbenchError
 from coatbench.results import append_atomically
 
-KNOBS = ("head_size", "norm", "layout", "blocks", "rel_attn", "downsample")
-COLUMNS = ("model", "image_size", "pretrain", "metric", "value", *KNOBS, "source")
+COLUMNS = ("model", "image_size", "pretrain", "metric", "value", *ABLATIONS, "source")
+PAPER_FILE = "coatbench/data/accuracy.csv"  # shipped with the package: every top-1 of the paper
 PRETRAIN = ("imagenet-1k", "imagenet-21k", "jft")
 METRICS = ("top1", "pretrain_precision1")
 
@@ -39,8 +40,8 @@ class AccuracyRecord:
         if (self.model, self.image_size, self.pretrain, self.metric) != (spec["model"], spec["image_size"], pretrain, metric):
             return False
         default = build_config(self.model, image_size=self.image_size).spec()
-        wanted = {**{k: _text(default[k]) for k in KNOBS}, **dict(self.knobs)}
-        return all(_text(spec[k]) == wanted[k] for k in KNOBS)
+        wanted = {**{k: _text(default[k]) for k in ABLATIONS}, **dict(self.knobs)}
+        return all(_text(spec[k]) == wanted[k] for k in ABLATIONS)
 
 
 def _text(value) -> str:
@@ -60,19 +61,10 @@ def parse_row(row: dict, where: str, user: bool) -> AccuracyRecord:
         raise CoatbenchError(f"{where}: metric must be one of {', '.join(METRICS)}, got {row.get('metric')!r}")
     if not 0 <= value <= 100:
         raise CoatbenchError(f"{where}: value {value} is not a percentage")
-    knobs = {k: row[k].strip() for k in KNOBS if (row.get(k) or "").strip()}
+    knobs = {k: row[k].strip() for k in ABLATIONS if (row.get(k) or "").strip()}
     try:  # the knobs must describe a buildable model
-        config = build_config(
-            model,
-            image_size=size,
-            head_size=int(knobs["head_size"]) if "head_size" in knobs else None,
-            norm=knobs.get("norm"),
-            layout=knobs.get("layout"),
-            blocks=knobs.get("blocks"),
-            rel_attn={"true": True, "false": False}[knobs["rel_attn"].lower()] if "rel_attn" in knobs else None,
-            downsample=knobs.get("downsample"),
-        )
-    except (CoatbenchError, ValueError, KeyError) as error:
+        config = build_config(model, image_size=size, **knobs)
+    except CoatbenchError as error:
         raise CoatbenchError(f"{where}: {error}") from None
     spec = config.spec()
     return AccuracyRecord(
@@ -81,7 +73,7 @@ def parse_row(row: dict, where: str, user: bool) -> AccuracyRecord:
         pretrain=row["pretrain"],
         metric=row["metric"],
         value=value,
-        knobs=tuple((k, _text(spec[k])) for k in KNOBS if k in knobs),
+        knobs=tuple((k, _text(spec[k])) for k in ABLATIONS if k in knobs),
         source=(row.get("source") or "").strip() or ("user" if user else ""),
         user=user,
     )
@@ -90,7 +82,7 @@ def parse_row(row: dict, where: str, user: bool) -> AccuracyRecord:
 def read_records(path: Path | None = None, *, user: bool = False) -> list[AccuracyRecord]:
     """The paper's accuracies (path None) or a user's CSV of the same columns."""
     source = Path(path) if path is not None else files("coatbench") / "data" / "accuracy.csv"
-    name = str(path) if path is not None else "coatbench/data/accuracy.csv"
+    name = str(path) if path is not None else PAPER_FILE
     try:
         text = source.read_text()
     except (OSError, UnicodeDecodeError) as error:
@@ -102,16 +94,21 @@ def read_records(path: Path | None = None, *, user: bool = False) -> list[Accura
     return [parse_row(row, f"{name}:{line}", user) for line, row in enumerate(reader, 2)]
 
 
-USER_FILE = Path("results") / "my-accuracy.csv"  # where `coatbench accuracy add` writes
+@dataclass(frozen=True)
+class Accuracies:
+    """The records a report joins with its measurements, and the files they came from."""
+
+    records: tuple[AccuracyRecord, ...]
+    files: tuple[str, ...]  # every file read: the user's first, the paper's last
+
+    def lookup(self, spec: dict, pretrain: str, prefer_source: str = "") -> AccuracyRecord | None:
+        return lookup(self.records, spec, pretrain, prefer_source)
 
 
-def load(user_files: Sequence[Path] = ()) -> list[AccuracyRecord]:
-    """The user's records (the given files, and USER_FILE when it exists) before the paper's."""
-    records = []
-    files_to_read = list(user_files) + ([USER_FILE] if USER_FILE.exists() and USER_FILE not in user_files else [])
-    for path in files_to_read:
-        records += read_records(path, user=True)
-    return records + read_records()
+def load(user_files: Sequence[Path] = ()) -> Accuracies:
+    """The records of `user_files` (a person's own, preferred) before the paper's."""
+    records = [record for path in user_files for record in read_records(path, user=True)] + read_records()
+    return Accuracies(tuple(records), (*map(str, user_files), PAPER_FILE))
 
 
 def lookup(records, spec: dict, pretrain: str, prefer_source: str = "") -> AccuracyRecord | None:
@@ -125,15 +122,26 @@ def lookup(records, spec: dict, pretrain: str, prefer_source: str = "") -> Accur
 
 
 def add_record(path: Path, record_fields: dict) -> AccuracyRecord:
-    """Validate one record and append it to the user's CSV (created with a header)."""
+    """Validate one record and append it to the user's CSV (created with a header). Knob
+    values may be given as the knobs' types (an enum, a bool) or as text."""
     path = Path(path)
-    record = parse_row({k: "" if v is None else str(v) for k, v in record_fields.items()}, "new record", True)
+    cells = {k: _cell(record_fields.get(k)) for k in COLUMNS}
+    record = parse_row(cells, "new record", True)
     if path.exists():
         read_records(path, user=True)  # refuse to append to a malformed file
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     if not path.exists():
         writer.writeheader()
-    writer.writerow({k: "" if record_fields.get(k) is None else record_fields[k] for k in COLUMNS})
+    writer.writerow(cells)
     append_atomically(path, buffer.getvalue().encode())
     return record
+
+
+def _cell(value) -> str:
+    """A CSV cell: blank for None, an enum's value, true/false for a bool."""
+    if value is None:
+        return ""
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value).lower() if isinstance(value, bool) else str(value)

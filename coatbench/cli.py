@@ -1,26 +1,26 @@
-"""The `coatbench` command: thin Typer declarations over the library.
+"""The `coatbench` command: declarations only. Each command parses its options, makes one
+library call, hands the result to one view, and returns the exit code.
 
-torch is imported inside the commands, never at module level, so `coatbench --help`
-answers at once.
+Nothing that imports torch is imported at module level, so `coatbench --help`, `report`
+and `compare` answer without it.
 """
 
-from __future__ import annotations
-
+import functools
+import inspect
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from coatbench.config import Downsample, Norm, build_config
-from coatbench.options import DeviceKind, Dtype, Execution, Mode, ReportFormat
-from coatbench.accuracy import USER_FILE
-from coatbench.progress import parse_executions, plan_notes, print_dry_run, run_plan, write_comparison, write_report
+from coatbench.config import ABLATIONS, KNOB_NAMES, KNOBS, build_config
 from coatbench.errors import CoatbenchError
-from coatbench.render import (
-    OutputFormat, billions, emit, err_console, millions, print_error, print_table, signed_percent, speed_rows,
+from coatbench.options import (
+    BASELINES_DIR, USER_ACCURACY, DeviceKind, Dtype, Execution, Format, Modes, new_runs_path, parse_batch_sizes,
+    parse_executions, parse_fraction,
 )
+from coatbench.views.console import print_error, print_table
+from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows
 
 app = typer.Typer(
     help="Measure what CoAtNet's architecture choices cost on your hardware.",
@@ -29,256 +29,144 @@ app = typer.Typer(
     add_completion=False,
 )
 
-MACS_NOTE = "MACs = multiply-adds, what the paper calls FLOPs; FLOPs = 2 x MACs."
 
-# The ablation knobs, shared by every command that builds a model.
+def knob_options(names: tuple[str, ...] = KNOB_NAMES):
+    """Declare the knobs `names` (config.KNOBS) as options of a command, which receives the
+    ones given as `knobs`, a dict for `build_config`."""
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        params = [p for p in signature.parameters.values() if p.name != "knobs"]
+        for knob in (k for k in KNOBS if k.name in names):
+            flag = f"{knob.option}/--no-{knob.option[2:]}" if knob.type is bool else knob.option
+            annotation = Annotated[Optional[knob.type], typer.Option(flag, help=knob.help)]
+            params.append(inspect.Parameter(knob.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+
+        @functools.wraps(command)
+        def with_knobs(**kwargs):
+            knobs = {name: kwargs.pop(name) for name in names}
+            return command(**kwargs, knobs=knobs)
+
+        with_knobs.__signature__ = signature.replace(parameters=params)
+        with_knobs.__annotations__ = {p.name: p.annotation for p in params}
+        return with_knobs
+
+    return decorate
+
+
 Model = Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7 (coatnet_2 and CoAtNet-2 work too).")]
-HeadSize = Annotated[Optional[int], typer.Option(help="Attention head size [default: 32; 64 for -5; 128 for -6/7].")]
-NormOpt = Annotated[Optional[Norm], typer.Option("--norm", help="Norm inside MBConv blocks (Table 8) [default: bn].")]
-Layout = Annotated[Optional[str], typer.Option(help="Blocks per stage S0..S4, e.g. 2,2,8,12,2, or v0|v1|v2 (Table 7).")]
-Blocks = Annotated[Optional[str], typer.Option(help="Block type of S1..S4: C-C-C-C, C-C-C-T, C-C-T-T or C-T-T-T.")]
-RelAttn = Annotated[
-    Optional[bool], typer.Option("--rel-attn/--no-rel-attn", help="Relative position bias (Table 6) [default: on].")
-]
-DownsampleOpt = Annotated[
-    Optional[Downsample], typer.Option("--downsample", help="MBConv stride in the 1x1 conv (Eqn 5) or the dwconv (Table 9).")
-]
-ImageSize = Annotated[Optional[int], typer.Option(help="Input resolution, a multiple of 32 [default: 224].")]
-NumClasses = Annotated[Optional[int], typer.Option(help="Classifier outputs [default: 1000].")]
-Format = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
-
-
-def execution_of(compile: bool, cuda_graphs: bool, fold_bn: bool) -> Execution:
-    if fold_bn:
-        if cuda_graphs:
-            raise CoatbenchError("--fold-bn compiles the whole model without a CUDA graph: drop --cuda-graphs")
-        return Execution.COMPILE_FOLDED_BN
-    if compile:
-        return Execution.COMPILE_CUDA_GRAPHS if cuda_graphs else Execution.COMPILE
-    return Execution.CUDA_GRAPHS if cuda_graphs else Execution.EAGER
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, markdown, csv, json or latex.")]
+Device = Annotated[DeviceKind, typer.Option(help="auto picks a GPU, else a TPU, else the CPU.")]
+BatchSizes = Annotated[Optional[str], typer.Option(help="Per-core batch sizes, e.g. 32,64. Default: 32,64,128,256 "
+                                                        "(a suite's own); 1,2 on a CPU.")]
+DtypeOpt = Annotated[Optional[Dtype], typer.Option(help="Autocast dtype. Default: bf16; fp32 on a CPU.")]
+Executions = Annotated[str, typer.Option("--execution", help="Execution modes, comma-separated: "
+                                         + ",".join(e.value for e in Execution) + ".")]
+Out = Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to. Default: a new "
+                                             "results/runs/speed-<time>.jsonl.")]
+Resume = Annotated[Optional[Path], typer.Option(help="Skip the cells already in this results file and append to it.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="List the cells and a rough time estimate; measure nothing.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress, only the result.")]
+Accuracy = Annotated[Optional[list[Path]], typer.Option(
+    "--accuracy", help=f"Your own accuracy CSV, preferred over the paper's. Default: {USER_ACCURACY} when it exists.")]
+Plot = Annotated[Optional[Path], typer.Option(help="Also draw throughput vs batch and top-1 vs throughput to this PNG.")]
+Threshold = Annotated[str, typer.Option(help="Slowdown that counts as a regression, e.g. 5% or 0.05.")]
+Alpha = Annotated[float, typer.Option(help="Significance level of the one-sided t-test on the runs' medians.")]
 
 
 @app.command()
-def models(fmt: Format = OutputFormat.TABLE) -> None:
+def models(fmt: FormatOpt = Format.TABLE) -> None:
     """Every CoAtNet variant counted, beside the params and FLOPs the paper reports."""
     from coatbench.paper import counts_vs_paper
+    from coatbench.views.counts import show_models
 
-    rows = counts_vs_paper()
-    raw = [
-        {
-            "model": r.model,
-            "image_size": r.image_size,
-            "downsample": r.downsample,
-            "params": r.params,
-            "macs": r.macs,
-            "flops": 2 * r.macs,
-            "paper_params": r.paper_params,
-            "paper_macs": r.paper_macs,
-            "params_diff": r.params_diff,
-            "macs_diff": r.macs_diff,
-            "source": r.source,
-        }
-        for r in rows
-    ]
-    table = [
-        {
-            "model": r.model,
-            "size": str(r.image_size),
-            "downsample": r.downsample,
-            "params": millions(r.params),
-            "paper": millions(r.paper_params),
-            "diff": signed_percent(r.params_diff),
-            "GMACs": billions(r.macs),
-            "paper GMACs": billions(r.paper_macs),
-            "diff ": signed_percent(r.macs_diff),
-            "source": r.source,
-        }
-        for r in rows
-    ]
-    emit(fmt, raw, table, title="CoAtNet family vs the paper", notes=[MACS_NOTE])
+    show_models(counts_vs_paper(), fmt)
 
 
 @app.command()
-def count(
-    model: Model,
-    head_size: HeadSize = None,
-    norm: NormOpt = None,
-    layout: Layout = None,
-    blocks: Blocks = None,
-    rel_attn: RelAttn = None,
-    downsample: DownsampleOpt = None,
-    image_size: ImageSize = None,
-    num_classes: NumClasses = None,
-    fmt: Format = OutputFormat.TABLE,
-) -> None:
+@knob_options()
+def count(model: Model, fmt: FormatOpt = Format.TABLE, *, knobs: dict) -> None:
     """Params, MACs and a per-stage breakdown of one model."""
     from coatbench.counting import count as count_model
+    from coatbench.views.counts import show_count
 
-    config = build_config(
-        model,
-        head_size=head_size,
-        norm=norm,
-        layout=layout,
-        blocks=blocks,
-        rel_attn=rel_attn,
-        downsample=downsample,
-        image_size=image_size,
-        num_classes=num_classes,
-    )
-    result = count_model(config)
-    if fmt is not OutputFormat.TABLE:
-        emit(fmt, [result.as_dict()], [])
-        return
-    spec = ", ".join(f"{k}={v}" for k, v in config.spec().items() if k != "model")
-    stages = [
-        {"stage": name, "GMACs": billions(macs), "share": f"{macs / result.macs:.1%}"}
-        for name, macs in result.by_stage.items()
-    ]
-    stages.append({"stage": "total", "GMACs": billions(result.macs), "share": "100.0%"})
-    notes = [
-        f"params {result.params:,} ({millions(result.params)}); {billions(result.macs)} GMACs = "
-        f"{billions(result.flops)} GFLOPs forward; {billions(result.train_flops)} GFLOPs per training image (fwd+bwd)",
-        f"uncounted ops: {result.uncounted_ops or 'none'}. {MACS_NOTE}",
-        f"counter: {result.counter}",
-    ]
-    emit(fmt, [], stages, title=f"{config.name}, one image: {spec}", notes=notes)
-
-
-class ModeChoice(str, Enum):
-    TRAIN = "train"
-    INFER = "infer"
-    BOTH = "both"
+    show_count(count_model(build_config(model, **knobs)), fmt)
 
 
 @app.command()
+@knob_options()
 def speed(
     model: Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7.")] = "coatnet-2",
-    head_size: HeadSize = None,
-    norm: NormOpt = None,
-    layout: Layout = None,
-    blocks: Blocks = None,
-    rel_attn: RelAttn = None,
-    downsample: DownsampleOpt = None,
-    image_size: ImageSize = None,
-    num_classes: NumClasses = None,
-    device: Annotated[DeviceKind, typer.Option(help="auto picks a GPU, else a TPU, else the CPU.")] = DeviceKind.AUTO,
-    mode: Annotated[ModeChoice, typer.Option(help="Training step, inference, or both.")] = ModeChoice.BOTH,
-    batch_sizes: Annotated[
-        Optional[str], typer.Option(help="Per-core batch sizes [default: 32,64,128,256; 1,2 on a CPU].")
-    ] = None,
-    dtype: Annotated[Optional[Dtype], typer.Option(help="Autocast dtype [default: bf16; fp32 on a CPU].")] = None,
+    device: Device = DeviceKind.AUTO,
+    mode: Annotated[Modes, typer.Option(help="Training step, inference, or both.")] = Modes.BOTH,
+    batch_sizes: BatchSizes = None,
+    dtype: DtypeOpt = None,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile each block of the model.")] = False,
-    cuda_graphs: Annotated[
-        bool, typer.Option("--cuda-graphs", help="Capture the whole step in a CUDA graph (with --compile: the compiled step).")
-    ] = False,
-    fold_bn: Annotated[
-        bool, typer.Option("--fold-bn", help="Inference, compiled with BatchNorm folded into the convs (execution compile-folded-bn).")
-    ] = False,
-    min_time: Annotated[Optional[float], typer.Option(help="Timed seconds per cell, at least [default: 2; 1 on a CPU].")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile each block of the model.")] = False,
+    cuda_graphs: Annotated[bool, typer.Option(
+        "--cuda-graphs", help="Capture the whole step in a CUDA graph (with --compile: the compiled step).")] = False,
+    fold_bn: Annotated[bool, typer.Option(
+        "--fold-bn", help="Inference, compiled with BatchNorm folded into the convs (compile-folded-bn).")] = False,
+    min_time: Annotated[Optional[float], typer.Option(help="Timed seconds per cell, at least. Default: 2; 1 on a CPU.")] = None,
     max_time: Annotated[Optional[float], typer.Option(help="Stop refining the CI after this many timed seconds.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Give up on a cell after this many seconds [default: 900].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to [default: results/runs/speed-<time>.jsonl].")] = None,
-    fmt: Format = OutputFormat.TABLE,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress, only the result.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="Give up on a cell after this many seconds. Default: 900.")] = None,
+    out: Out = None,
+    fmt: FormatOpt = Format.TABLE,
+    quiet: Quiet = False,
     strict: Annotated[bool, typer.Option("--strict", help="XLA: fail a cell that recompiles or falls back while timed.")] = False,
     xla_cache: Annotated[Optional[Path], typer.Option(help="XLA: persistent compilation cache directory.")] = None,
+    *,
+    knobs: dict,
 ) -> None:
     """Training and inference throughput across per-core batch sizes, with honest statistics."""
-    from coatbench.results import default_path
-    from coatbench.sweep import make_plan, parse_batch_sizes
+    from coatbench.sweep import make_plan, run_plan
 
-    execution = execution_of(compile, cuda_graphs, fold_bn)
-    config = build_config(
-        model,
-        head_size=head_size,
-        norm=norm,
-        layout=layout,
-        blocks=blocks,
-        rel_attn=rel_attn,
-        downsample=downsample,
-        image_size=image_size,
-        num_classes=num_classes,
-    )
     plan = make_plan(
-        [config],
+        [build_config(model, **knobs)],
         device=device,
-        modes=[Mode.TRAIN, Mode.INFER] if mode is ModeChoice.BOTH else [Mode(mode.value)],
+        modes=mode.modes(),
         batch_sizes=None if batch_sizes is None else parse_batch_sizes(batch_sizes),
         dtype=dtype,
-        executions=[execution],
+        executions=[Execution.of_flags(compile, cuda_graphs, fold_bn)],
         channels_last=channels_last,
         min_time=min_time,
         max_time=max_time,
         timeout=timeout,
         strict=strict,
         xla_cache=xla_cache,
-        out=out or default_path(),
+        out=out or new_runs_path(),
     )
-    rows = run_plan(plan, quiet=quiet)
-    emit(fmt, rows, speed_rows(rows), title=f"Throughput on {plan.device.type}", notes=plan_notes(plan))
+    with progress(plan, quiet) as shown:
+        rows = run_plan(plan, shown)
+    show_rows(rows, fmt, title=f"Throughput on {plan.env.device_name}", notes=plan_notes(plan))
 
 
-Accuracy = Annotated[
-    Optional[list[Path]], typer.Option("--accuracy", help="Your own accuracy CSV (same columns as results/accuracy.csv).")
-]
-ReportFormatOpt = Annotated[ReportFormat, typer.Option("--format", help="Report format.")]
-Plot = Annotated[Optional[Path], typer.Option(help="Also draw throughput vs batch and top-1 vs throughput to this PNG.")]
+def _measure_suite(suite, device, batch_sizes, dtype, execution, out, resume, dry_run, quiet):
+    """(the suite, its rows: the resumed file's and this run's); the rows are None after a dry run."""
+    from coatbench.sweep import estimate, plan_suite, run_plan
 
-
-def _run_suite(
-    suite_name: str,
-    device: DeviceKind,
-    batch_sizes: Optional[str],
-    dtype: Optional[Dtype],
-    executions: str,
-    out: Optional[Path],
-    resume: Optional[Path],
-    dry_run: bool,
-    quiet: bool,
-) -> tuple[object, list[dict]]:
-    """Measure a suite (or list its cells); returns the suite and every row of this run."""
-    from coatbench.results import default_path, read_rows
-    from coatbench.suite import load_suite
-    from coatbench.sweep import make_plan, parse_batch_sizes, skip_done
-
-    suite = load_suite(suite_name)
-    plan = make_plan(
-        suite.configs,
+    suite, plan = plan_suite(
+        suite,
         device=device,
-        modes=suite.modes,
         batch_sizes=None if batch_sizes is None else parse_batch_sizes(batch_sizes),
-        default_batch_sizes=suite.batch_sizes,
         dtype=dtype,
-        executions=parse_executions(executions),
-        out=out or default_path(),
+        executions=parse_executions(execution),
+        out=out or new_runs_path(),
+        resume=resume,
     )
-    previous = []
-    if resume is not None:
-        previous = read_rows(resume)
-        plan = skip_done(plan, previous, resume)
     if dry_run:
-        print_dry_run(plan)
-        raise typer.Exit(0)
-    return suite, previous + run_plan(plan, quiet=quiet)
-
-
-SuiteDevice = Annotated[DeviceKind, typer.Option(help="auto picks a GPU when there is one.")]
-SuiteBatches = Annotated[Optional[str], typer.Option(help="Per-core batch sizes [default: the suite's; 1,2 on a CPU].")]
-SuiteDtype = Annotated[Optional[Dtype], typer.Option(help="Autocast dtype [default: bf16; fp32 on a CPU].")]
-Executions = Annotated[str, typer.Option("--execution", help="Execution modes, comma-separated: eager,compile,cuda-graphs,compile+cuda-graphs,compile-folded-bn.")]
-Out = Annotated[Optional[Path], typer.Option(help="JSON Lines file to append to [default: results/runs/speed-<time>.jsonl].")]
-Resume = Annotated[Optional[Path], typer.Option(help="Skip the cells already in this results file and append to it.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="List the cells and a rough time estimate; measure nothing.")]
-Quiet = Annotated[bool, typer.Option("--quiet", help="No progress, only the result.")]
+        show_dry_run(plan, estimate(plan), Format.TABLE)
+        return suite, None
+    with progress(plan, quiet) as shown:
+        return suite, run_plan(plan, shown)
 
 
 @app.command()
 def run(
     suite: Annotated[str, typer.Argument(help="A suite name (table6, table7, table8, table9, ci-cpu) or a .toml file.")],
-    device: SuiteDevice = DeviceKind.AUTO,
-    batch_sizes: SuiteBatches = None,
-    dtype: SuiteDtype = None,
+    device: Device = DeviceKind.AUTO,
+    batch_sizes: BatchSizes = None,
+    dtype: DtypeOpt = None,
     execution: Executions = "eager",
     out: Out = None,
     resume: Resume = None,
@@ -286,27 +174,37 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Measure a benchmark suite and save every cell (no report: see `coatbench report`)."""
-    _, rows = _run_suite(suite, device, batch_sizes, dtype, execution, out, resume, dry_run, quiet)
-    emit(OutputFormat.TABLE, rows, speed_rows(rows), title=f"{suite}: {len(rows)} cells")
+    found, rows = _measure_suite(suite, device, batch_sizes, dtype, execution, out, resume, dry_run, quiet)
+    if rows is not None:
+        show_rows(rows, Format.TABLE, title=f"{found.name}: {len(rows)} cells")
+
+
+def _accuracy_files(given: Optional[list[Path]]) -> list[Path]:
+    return given or ([USER_ACCURACY] if USER_ACCURACY.is_file() else [])
 
 
 @app.command()
 def table8(
-    device: SuiteDevice = DeviceKind.AUTO,
-    batch_sizes: SuiteBatches = None,
-    dtype: SuiteDtype = None,
+    device: Device = DeviceKind.AUTO,
+    batch_sizes: BatchSizes = None,
+    dtype: DtypeOpt = None,
     execution: Executions = "eager",
     out: Out = None,
     resume: Resume = None,
     dry_run: DryRun = False,
     quiet: Quiet = False,
     accuracy: Accuracy = None,
-    fmt: ReportFormatOpt = ReportFormat.TABLE,
+    fmt: FormatOpt = Format.TABLE,
     plot: Plot = None,
 ) -> None:
     """The paper's Table 8 on your hardware: `run table8`, then its report."""
-    suite, rows = _run_suite("table8", device, batch_sizes, dtype, execution, out, resume, dry_run, quiet)
-    write_report(suite, rows, accuracy or [], fmt, plot)
+    from coatbench.accuracy import load
+    from coatbench.report import build_reports
+    from coatbench.views.report import show_reports
+
+    found, rows = _measure_suite("table8", device, batch_sizes, dtype, execution, out, resume, dry_run, quiet)
+    if rows is not None:
+        show_reports(build_reports(found, rows, load(_accuracy_files(accuracy))), fmt, plot)
 
 
 @app.command()
@@ -314,15 +212,18 @@ def report(
     results: Annotated[list[Path], typer.Argument(help="Results files (JSON Lines) to report on.")],
     suite: Annotated[str, typer.Option(help="Suite whose settings and claims to report.")] = "table8",
     accuracy: Accuracy = None,
-    fmt: ReportFormatOpt = ReportFormat.TABLE,
+    fmt: FormatOpt = Format.TABLE,
     plot: Plot = None,
 ) -> None:
     """Render saved runs as a suite's report, without measuring anything."""
+    from coatbench.accuracy import load
+    from coatbench.report import build_reports
     from coatbench.results import read_rows
     from coatbench.suite import load_suite
+    from coatbench.views.report import show_reports
 
     rows = [row for path in results for row in read_rows(path)]
-    write_report(load_suite(suite), rows, accuracy or [], fmt, plot)
+    show_reports(build_reports(load_suite(suite), rows, load(_accuracy_files(accuracy))), fmt, plot)
 
 
 accuracy_app = typer.Typer(help="Recorded accuracies: the paper's and your own.", no_args_is_help=True)
@@ -330,79 +231,42 @@ app.add_typer(accuracy_app, name="accuracy")
 
 
 @accuracy_app.command("add")
+@knob_options(ABLATIONS)
 def accuracy_add(
     model: Model,
     top1: Annotated[float, typer.Option(help="Top-1 accuracy in percent.")],
     source: Annotated[str, typer.Option(help="Where the number comes from, e.g. 'my run 2026-11-24'.")],
     pretrain: Annotated[str, typer.Option(help="imagenet-1k, imagenet-21k or jft.")] = "imagenet-1k",
     image_size: Annotated[int, typer.Option(help="Evaluation resolution.")] = 224,
-    head_size: HeadSize = None,
-    norm: NormOpt = None,
-    layout: Layout = None,
-    blocks: Blocks = None,
-    rel_attn: RelAttn = None,
-    downsample: DownsampleOpt = None,
-    file: Annotated[Path, typer.Option(help="CSV to append to; read by every report when it exists.")] = USER_FILE,
+    file: Annotated[Path, typer.Option(help="CSV to append to (pass it to reports with --accuracy).")] = USER_ACCURACY,
+    *,
+    knobs: dict,
 ) -> None:
     """Record a top-1 of your own; reports prefer it over the paper's."""
     from coatbench.accuracy import add_record
 
-    record = add_record(
-        file,
-        dict(
-            model=model, image_size=image_size, pretrain=pretrain, metric="top1", value=top1,
-            head_size=head_size, norm=None if norm is None else norm.value, layout=layout, blocks=blocks,
-            rel_attn=None if rel_attn is None else str(rel_attn).lower(),
-            downsample=None if downsample is None else downsample.value, source=source,
-        ),
-    )
+    fields = dict(model=model, image_size=image_size, pretrain=pretrain, metric="top1", value=top1, source=source)
+    record = add_record(file, {**fields, **knobs})
     print_table([], notes=[f"recorded {record.model} @{record.image_size} {dict(record.knobs)} top-1 {record.value} in {file}"])
-
-
-class CompareFormat(str, Enum):
-    TABLE = "table"
-    MARKDOWN = "markdown"
-    JSON = "json"
-
-
-Threshold = Annotated[str, typer.Option(help="Slowdown that counts as a regression, e.g. 5% or 0.05.")]
-Alpha = Annotated[float, typer.Option(help="Significance level of the one-sided t-test on the runs' medians.")]
-CompareFormatOpt = Annotated[CompareFormat, typer.Option("--format", help="table, markdown (CI job summary) or json (github-action-benchmark).")]
 
 
 @app.command()
 def compare(
     files: Annotated[list[Path], typer.Argument(help="BASELINE CURRENT, or CURRENT alone with --baseline.")],
-    baseline: Annotated[Optional[str], typer.Option(help="A baseline file, or 'auto': the saved one for this hardware.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="A baseline file, or 'auto': the saved one for this "
+                                                         f"hardware (in {BASELINES_DIR}).")] = None,
     threshold: Threshold = "5%",
     alpha: Alpha = 0.01,
-    fmt: CompareFormatOpt = CompareFormat.TABLE,
-) -> None:
+    fmt: Annotated[Format, typer.Option("--format", help="table, markdown (CI job summary), json "
+                                        "(github-action-benchmark), csv or latex.")] = Format.TABLE,
+) -> int:
     """Compare two runs cell by cell; exit 1 only on a real (large and significant) regression."""
-    from coatbench.compare import compare_rows, find_baseline, load, parse_fraction
+    from coatbench.compare import compare_files
+    from coatbench.views.compare import show_comparison
 
-    if len(files) == 2 and baseline is None:
-        base_path, current_path = files
-    elif len(files) == 1 and baseline is not None:
-        (current_path,) = files
-        base_path = None if baseline == "auto" else Path(baseline)
-    else:
-        raise CoatbenchError("give BASELINE CURRENT, or CURRENT with --baseline FILE|auto")
-    cut, current = parse_fraction(threshold, "--threshold"), load(current_path)
-    if not 0 < alpha < 1:
-        raise CoatbenchError(f"--alpha must be between 0 and 1, got {alpha}")
-    if base_path is None:
-        base_path = find_baseline(current)
-        if base_path is None:
-            err_console.print(f"No baseline saved for {current[0]['env']['hardware_key']}: not comparable, "
-                              "nothing to check (save one with `coatbench baseline save RESULTS`).", markup=False)
-            if fmt is not CompareFormat.TABLE:  # still a well-formed, empty document on stdout
-                write_comparison([], fmt.value)
-            return
-    results = compare_rows(load(base_path), current, cut, alpha)
-    write_comparison(results, fmt.value)
-    if any(r.status == "regressed" for r in results):
-        raise typer.Exit(1)
+    comparison = compare_files(files, baseline, BASELINES_DIR, parse_fraction(threshold, "--threshold"), alpha)
+    show_comparison(comparison, fmt)
+    return 1 if comparison.regressed else 0
 
 
 @app.command()
@@ -411,24 +275,21 @@ def ab(
     ref_b: Annotated[str, typer.Argument(help="Git revision B (the change), e.g. HEAD.")],
     suite: Annotated[str, typer.Argument(help="Suite to measure with both.")] = "ci-cpu",
     rounds: Annotated[int, typer.Option(help="Interleaved rounds: A B, B A, ... (at least 2 for a verdict).")] = 5,
-    device: SuiteDevice = DeviceKind.AUTO,
-    batch_sizes: SuiteBatches = None,
+    device: Device = DeviceKind.AUTO,
+    batch_sizes: BatchSizes = None,
     threshold: Threshold = "5%",
     alpha: Alpha = 0.01,
-    fmt: CompareFormatOpt = CompareFormat.TABLE,
-) -> None:
+    fmt: FormatOpt = Format.TABLE,
+) -> int:
     """Measure two git revisions interleaved on this machine, then compare them."""
-    from coatbench.ab import run_ab
-    from coatbench.compare import compare_rows, parse_fraction
+    from coatbench.ab import compare_revisions
+    from coatbench.views.compare import round_printer, show_comparison
 
-    cut = parse_fraction(threshold, "--threshold")
     extra = ["--device", device.value] + ([] if batch_sizes is None else ["--batch-sizes", batch_sizes])
-    rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra,
-                            on_round=lambda i, ref: err_console.print(f"round {i + 1}/{rounds}: {ref.upper()}"))
-    results = compare_rows(rows_a, rows_b, cut, alpha, paired=True)
-    write_comparison(results, fmt.value)
-    if any(r.status == "regressed" for r in results):
-        raise typer.Exit(1)
+    cut = parse_fraction(threshold, "--threshold")
+    comparison = compare_revisions(ref_a, ref_b, suite, rounds, extra, cut, alpha, round_printer(rounds))
+    show_comparison(comparison, fmt)
+    return 1 if comparison.regressed else 0
 
 
 baseline_app = typer.Typer(help="Saved baselines, one per hardware fingerprint.", no_args_is_help=True)
@@ -438,13 +299,12 @@ app.add_typer(baseline_app, name="baseline")
 @baseline_app.command("save")
 def baseline_save(
     results: Annotated[Path, typer.Argument(help="A results file to keep as the baseline for its hardware.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where baselines live.")] = Path("results/baselines"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where baselines live.")] = BASELINES_DIR,
 ) -> None:
     """Keep RESULTS as the baseline of the machine(s) it was measured on."""
     from coatbench.compare import load, save_baselines
 
-    for path in save_baselines(load(results), directory):
-        print_table([], notes=[f"baseline saved: {path}"])
+    print_table([], notes=[f"baseline saved: {path}" for path in save_baselines(load(results), directory)])
 
 
 def main() -> None:

@@ -21,23 +21,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import gmean, ttest_1samp, ttest_ind
 
 from coatbench.errors import CoatbenchError
-from coatbench.results import read_rows, spec_key
+from coatbench.results import Row, Spec, read_rows, workload_key, write_rows
 from coatbench.stats import identical_runs_allowed
 
-BASELINE_DIR = Path("results") / "baselines"
+
+class Outcome(str, Enum):
+    """A cell's outcome; only `regressed` fails a check."""
+
+    REGRESSED = "regressed"
+    INCONCLUSIVE = "inconclusive"  # past the threshold, not significantly; or one run a side
+    IMPROVED = "improved"
+    NOT_COMPARABLE = "not comparable"  # other hardware or torch, missing or unmeasured on a side
+    UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True)
 class RowComparison:
-    spec: dict
-    status: str  # regressed | improved | unchanged | inconclusive | not comparable
+    spec: Spec
+    status: Outcome
     reason: str = ""
     baseline: float | None = None  # images/s per core: geometric mean of the runs' medians
     current: float | None = None
@@ -46,17 +55,27 @@ class RowComparison:
     runs: tuple[int, int] = (0, 0)  # runs on each side (baseline, current)
 
 
-def _not_comparable(base: list[dict], cur: list[dict], paired: bool) -> str:
+@dataclass(frozen=True)
+class Comparison:
+    results: list[RowComparison] = field(default_factory=list)
+    note: str = ""  # why nothing was compared, when nothing was
+
+    @property
+    def regressed(self) -> list[RowComparison]:
+        return [r for r in self.results if r.status is Outcome.REGRESSED]
+
+
+def _not_comparable(base: list[Row], cur: list[Row], paired: bool) -> str:
     if not base:
         return "missing in the baseline"
     if not cur:
         return "missing in the current run"
-    for key, what in (("hardware_key", "hardware"), ("torch", "torch")):
-        sides = [sorted({r["env"][key] for r in rows}) for rows in (base, cur)]
+    for key, what in ((lambda r: r.env.hardware_key, "hardware"), (lambda r: r.env.torch, "torch")):
+        sides = [sorted({key(r) for r in rows}) for rows in (base, cur)]
         if sides[0] != sides[1]:
             return f"different {what} ({', '.join(sides[0])} vs {', '.join(sides[1])})"
     for name, rows in (("baseline", base), ("current run", cur)):
-        failed = [r["status"] for r in rows if r["status"] != "ok" or not r["samples"]]
+        failed = [r.status.value for r in rows if not r.ok or not r.samples]
         if failed:
             return f"the {name} has no samples ({failed[0]}) in {len(failed)} of {len(rows)} run(s)"
     if paired and len(base) != len(cur):
@@ -65,15 +84,15 @@ def _not_comparable(base: list[dict], cur: list[dict], paired: bool) -> str:
 
 
 def compare_runs(base: Sequence[float], cur: Sequence[float], threshold: float, alpha: float,
-                 paired: bool = False) -> tuple[str, float, float | None]:
+                 paired: bool = False) -> tuple[Outcome, float, float | None]:
     """(status, change, p-value) from each run's median throughput (bigger is better); with
     `paired`, base[i] and cur[i] ran side by side."""
     log_base, log_cur = np.log(np.asarray(base, float)), np.log(np.asarray(cur, float))
     change = float(np.expm1(log_cur.mean() - log_base.mean()))
     if abs(change) <= threshold:
-        return "unchanged", change, None
+        return Outcome.UNCHANGED, change, None
     if min(len(log_base), len(log_cur)) < 2:
-        return "inconclusive", change, None  # one run: no idea how far runs wander on their own
+        return Outcome.INCONCLUSIVE, change, None  # one run: no idea how far runs wander on their own
     side = "less" if change < 0 else "greater"
     shift = np.log1p(-threshold if change < 0 else threshold)
     with identical_runs_allowed():
@@ -82,88 +101,96 @@ def compare_runs(base: Sequence[float], cur: Sequence[float], threshold: float, 
         else:
             p = ttest_ind(log_cur, log_base + shift, equal_var=False, alternative=side).pvalue
     if not p < alpha:  # also NaN: runs with no spread at all
-        return "inconclusive", change, None if np.isnan(p) else float(p)
-    return ("regressed" if change < 0 else "improved"), change, float(p)
+        return Outcome.INCONCLUSIVE, change, None if np.isnan(p) else float(p)
+    return (Outcome.REGRESSED if change < 0 else Outcome.IMPROVED), change, float(p)
 
 
-def compare_rows(baseline: Sequence[dict], current: Sequence[dict], threshold: float = 0.05, alpha: float = 0.01,
+def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: float = 0.05, alpha: float = 0.01,
                  paired: bool = False) -> list[RowComparison]:
-    """Match rows by spec (every row of a spec is one run of it, in file order) and judge each."""
-    base_by: dict[str, list[dict]] = {}
-    cur_by: dict[str, list[dict]] = {}
+    """Match rows by workload (every row of one is a run of it, in file order) and judge each."""
+    base_by: dict[str, list[Row]] = {}
+    cur_by: dict[str, list[Row]] = {}
     for rows, by in ((baseline, base_by), (current, cur_by)):
         for row in rows:
-            by.setdefault(spec_key(row["spec"]), []).append(row)
-    base_hw = {r["env"]["hardware_key"] for r in baseline}
-    cur_hw = {r["env"]["hardware_key"] for r in current}
+            by.setdefault(workload_key(row.spec), []).append(row)
+    base_hw = {r.env.hardware_key for r in baseline}
+    cur_hw = {r.env.hardware_key for r in current}
     if not base_hw & cur_hw:  # nothing in common: say so, rather than "missing" for every cell
         why = f"different hardware ({', '.join(sorted(base_hw))} vs {', '.join(sorted(cur_hw))})"
-        return [RowComparison(rows[0]["spec"], "not comparable", why) for rows in cur_by.values()]
+        return [RowComparison(rows[0].spec, Outcome.NOT_COMPARABLE, why) for rows in cur_by.values()]
     results = []
     for key in dict.fromkeys([*cur_by, *base_by]):
         base, cur = base_by.get(key, []), cur_by.get(key, [])
-        spec, runs = (cur or base)[0]["spec"], (len(base), len(cur))
+        spec, runs = (cur or base)[0].spec, (len(base), len(cur))
         reason = _not_comparable(base, cur, paired)
         if reason:
-            results.append(RowComparison(spec, "not comparable", reason, runs=runs))
+            results.append(RowComparison(spec, Outcome.NOT_COMPARABLE, reason, runs=runs))
             continue
-        base_medians = [float(np.median(r["samples"])) for r in base]
-        cur_medians = [float(np.median(r["samples"])) for r in cur]
+        base_medians = [float(np.median(r.samples)) for r in base]
+        cur_medians = [float(np.median(r.samples)) for r in cur]
         status, change, p = compare_runs(base_medians, cur_medians, threshold, alpha, paired)
-        why = "one run on a side: its run-to-run noise is unknown" if status == "inconclusive" and min(runs) < 2 else ""
+        one_run = status is Outcome.INCONCLUSIVE and min(runs) < 2
+        why = "one run on a side: its run-to-run noise is unknown" if one_run else ""
         results.append(RowComparison(spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)),
                                      change, p, runs))
     return results
 
 
-def parse_fraction(text: str, option: str) -> float:
-    """"5%" or "0.05" -> 0.05."""
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        value = -1
-    if not 0 < value < 1:
-        raise CoatbenchError(f"invalid {option} {text!r}: give a fraction or a percentage, e.g. 5% or 0.05")
-    return value
+def compare_files(files: Sequence[Path], baseline: str | None, baselines_dir: Path, threshold: float = 0.05,
+                  alpha: float = 0.01) -> Comparison:
+    """BASELINE CURRENT, or CURRENT with `baseline` a file or "auto" (the one saved in
+    `baselines_dir` for the current run's hardware)."""
+    if not 0 < alpha < 1:
+        raise CoatbenchError(f"--alpha must be between 0 and 1, got {alpha}")
+    if len(files) == 2 and baseline is None:
+        base_path, current_path = files
+    elif len(files) == 1 and baseline is not None:
+        (current_path,) = files
+        base_path = None if baseline == "auto" else Path(baseline)
+    else:
+        raise CoatbenchError("give BASELINE CURRENT, or CURRENT with --baseline FILE|auto")
+    current = load(current_path)
+    if base_path is None:
+        base_path = find_baseline(current, baselines_dir)
+        if base_path is None:
+            hardware = current[0].env.hardware_key
+            return Comparison(note=f"No baseline saved for {hardware}: not comparable, nothing to check "
+                                   "(save one with `coatbench baseline save RESULTS`).")
+    return Comparison(compare_rows(load(base_path), current, threshold, alpha))
 
 
-def baseline_path(hardware_key: str, directory: Path = BASELINE_DIR) -> Path:
+def baseline_path(hardware_key: str, directory: Path) -> Path:
     return Path(directory) / (re.sub(r"[^A-Za-z0-9.]+", "-", hardware_key).strip("-") + ".jsonl")
 
 
-def save_baselines(rows: Sequence[dict], directory: Path = BASELINE_DIR) -> list[Path]:
+def save_baselines(rows: Sequence[Row], directory: Path) -> list[Path]:
     """One baseline file per hardware fingerprint, replacing any earlier one atomically.
     Only measured rows count: an out-of-memory or timed-out cell has nothing to compare with."""
-    from coatbench.results import encode_row, write_atomically
-
-    by_hardware: dict[str, list[dict]] = {}
+    by_hardware: dict[str, list[Row]] = {}
     for row in rows:
-        if row["status"] == "ok":
-            by_hardware.setdefault(row["env"]["hardware_key"], []).append(row)
+        if row.ok:
+            by_hardware.setdefault(row.env.hardware_key, []).append(row)
     if not by_hardware:
         raise CoatbenchError("no measured (status ok) rows to keep as a baseline: measure first")
     written = []
     for hardware, hw_rows in by_hardware.items():
         path = baseline_path(hardware, directory)
-        write_atomically(path, b"".join(encode_row(row) for row in hw_rows))
+        write_rows(path, hw_rows)
         written.append(path)
     return written
 
 
-def find_baseline(current: Sequence[dict], directory: Path = BASELINE_DIR) -> Path | None:
+def find_baseline(current: Sequence[Row], directory: Path) -> Path | None:
     """The saved baseline for the current run's hardware, if there is one."""
-    keys = {r["env"]["hardware_key"] for r in current}
+    keys = {r.env.hardware_key for r in current}
     if len(keys) != 1:
         raise CoatbenchError(f"the current run mixes {len(keys)} machines: compare one machine's results at a time")
     path = baseline_path(keys.pop(), directory)
     return path if path.is_file() else None
 
 
-def load(path: Path) -> list[dict]:
+def load(path: Path) -> list[Row]:
     rows = read_rows(path)
     if not rows:
         raise CoatbenchError(f"{path} holds no results: measure first")
-    for number, row in enumerate(rows, 1):
-        if "hardware_key" not in row.get("env", {}) or not isinstance(row.get("samples"), list):
-            raise CoatbenchError(f"{path}: row {number} has no env.hardware_key or samples: not a coatbench speed row")
     return rows

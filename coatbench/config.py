@@ -85,18 +85,9 @@ class CoAtNetConfig:
         return self.image_size // 2**halvings
 
     def spec(self) -> dict:
-        """The knobs that define this model, as they appear in every result row."""
-        return {
-            "model": self.name,
-            "image_size": self.image_size,
-            "head_size": self.head_size,
-            "norm": self.norm.value,
-            "layout": self.layout,
-            "blocks": self.blocks,
-            "rel_attn": self.rel_attn,
-            "downsample": self.downsample.value,
-            "num_classes": self.num_classes,
-        }
+        """The model and the value of every knob, as they appear in every result row."""
+        values = {name: getattr(self, name) for name in KNOB_NAMES}
+        return {"model": self.name, **{k: v.value if isinstance(v, Enum) else v for k, v in values.items()}}
 
 
 def _four_stage(stem: int, widths: tuple[int, ...], depths: tuple[int, ...], head_size: int = 32):
@@ -174,58 +165,96 @@ def parse_blocks(blocks: str) -> tuple[BlockType, ...]:
     return tuple(BlockType(t) for t in key.split("-"))
 
 
-def build_config(
-    model: str = "coatnet-2",
-    *,
-    head_size: int | None = None,
-    norm: Norm | str | None = None,
-    layout: str | None = None,
-    blocks: str | None = None,
-    rel_attn: bool | None = None,
-    downsample: Downsample | str | None = None,
-    image_size: int | None = None,
-    num_classes: int | None = None,
-) -> CoAtNetConfig:
+@dataclass(frozen=True)
+class Knob:
+    """One ablation knob: a keyword of `build_config`, an option of every CLI command that
+    builds a model, a field of a suite row and a column of the accuracy table."""
+
+    name: str
+    type: type  # int, str, bool or an Enum of this module
+    help: str
+    ablation: bool = True  # a suite row and an accuracy record may set it (image_size is the setting's)
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, value):
+        """`value` as this knob's type; text (from TOML, CSV or a row) is parsed."""
+        if isinstance(value, self.type) and not (self.type is int and isinstance(value, bool)):
+            return value
+        text = str(value).strip().lower()
+        if self.type is bool and text in ("true", "false"):
+            return text == "true"
+        if issubclass(self.type, Enum):
+            try:
+                return self.type(text)
+            except ValueError:
+                choices = "|".join(m.value for m in self.type)
+                raise CoatbenchError(f"invalid {self.option} {value!r}: choose {choices}") from None
+        if self.type is int and text.lstrip("-").isdigit():
+            return int(text)
+        if self.type is str and isinstance(value, str):
+            return value
+        expected = {bool: "true or false", int: "an integer", str: "text"}[self.type]
+        raise CoatbenchError(f"invalid {self.option} {value!r}: give {expected}")
+
+
+# Adding a knob: an entry here, its effect in `build_config` and the model; the CLI, suites,
+# accuracy records and result rows take it from this table.
+KNOBS: tuple[Knob, ...] = (
+    Knob("head_size", int, "Attention head size. Default: 32; 64 for CoAtNet-5; 128 for -6/7."),
+    Knob("norm", Norm, "Norm inside MBConv blocks (Table 8). Default: bn."),
+    Knob("layout", str, "Blocks per stage S0..S4, e.g. 2,2,8,12,2, or v0|v1|v2 (Table 7)."),
+    Knob("blocks", str, "Block type of S1..S4: C-C-C-C, C-C-C-T, C-C-T-T or C-T-T-T."),
+    Knob("rel_attn", bool, "Relative position bias (Table 6). Default: on."),
+    Knob("downsample", Downsample, "MBConv stride in the 1x1 conv (Eqn 5) or the dwconv (Table 9). Default: conv."),
+    Knob("image_size", int, "Input resolution, a multiple of 32. Default: 224.", ablation=False),
+    Knob("num_classes", int, "Classifier outputs. Default: 1000.", ablation=False),
+)
+KNOB_NAMES = tuple(k.name for k in KNOBS)
+ABLATIONS = tuple(k.name for k in KNOBS if k.ablation)
+_BY_NAME = {k.name: k for k in KNOBS}
+
+
+def parse_knobs(values: dict, allowed: tuple[str, ...] = KNOB_NAMES) -> dict:
+    """{name: value} with each value parsed; None values are dropped (the paper's default)."""
+    unknown = set(values) - set(allowed)
+    if unknown:
+        raise CoatbenchError(f"unknown knob(s) {', '.join(sorted(unknown))}: use {', '.join(allowed)}")
+    return {name: _BY_NAME[name].parse(value) for name, value in values.items() if value is not None}
+
+
+def build_config(model: str = "coatnet-2", **knobs) -> CoAtNetConfig:
     """The named variant with the given knobs changed (None keeps the paper's default)."""
+    knobs = parse_knobs(knobs)
     config = VARIANTS[canonical_name(model)]
+    layout, blocks = knobs.pop("layout", None), knobs.pop("blocks", None)
     if (layout is not None or blocks is not None) and config.mixed_s3:
         raise CoatbenchError(
             f"{config.name} has a mixed S3 (MBConv then transformer blocks): --layout and --blocks "
             "apply to CoAtNet-0..5 only"
         )
-    stages = config.stages
-    stem_depth = config.stem_depth
+    stages, stem_depth = config.stages, config.stem_depth
     if layout is not None:
         stem_depth, *depths = parse_layout(layout)
         stages = tuple(dataclasses.replace(s, depth=d) for s, d in zip(stages, depths))
     if blocks is not None:
         stages = tuple(dataclasses.replace(s, block=t) for s, t in zip(stages, parse_blocks(blocks)))
-    changes = dict(
-        head_size=head_size,
-        norm=_enum(Norm, norm, "norm"),
-        rel_attn=rel_attn,
-        downsample=_enum(Downsample, downsample, "downsample"),
-        image_size=image_size,
-        num_classes=num_classes,
-    )
-    config = dataclasses.replace(
-        config,
-        stem_depth=stem_depth,
-        stages=stages,
-        **{k: v for k, v in changes.items() if v is not None},
-    )
+    config = dataclasses.replace(config, stem_depth=stem_depth, stages=stages, **knobs)
     validate(config)
     return config
 
 
-def _enum(kind: type[Enum], value, option: str):
-    if value is None or isinstance(value, kind):
-        return value
-    try:
-        return kind(str(value).lower())
-    except ValueError:
-        choices = "|".join(m.value for m in kind)
-        raise CoatbenchError(f"invalid --{option} {value!r}: choose {choices}") from None
+def variant_name(spec: dict) -> str:
+    """The model and every knob that differs from its paper default, e.g. "coatnet-2 head size 64 @384"."""
+    default = build_config(spec["model"], image_size=spec["image_size"]).spec()
+    changed = [
+        f"{name.replace('_', ' ')} {spec[name]}"
+        for name in KNOB_NAMES
+        if name != "image_size" and spec.get(name) != default[name]
+    ]
+    return " ".join([spec["model"], *changed]) + ("" if spec["image_size"] == 224 else f" @{spec['image_size']}")
 
 
 def validate(config: CoAtNetConfig) -> None:

@@ -1,4 +1,9 @@
-"""Which device to run on, how to wait for it, what it can do at best, and what it is."""
+"""Which device to run on, how to time it, what it can do at best, and what it is.
+
+`device_ops` gives the harness what differs between devices: how a block is timed, what
+ends a step, and the schedule that decides when warm-up and timing are over. XLA's are in
+`coatbench.xla`; the rest are here.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,14 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
 from functools import cache
 
 import torch
 
 from coatbench.errors import CoatbenchError
-from coatbench.options import DeviceKind
+from coatbench.options import Budget, DeviceKind
+from coatbench.results import Env
+from coatbench.stats import summarize
 
 
 def resolve_device(kind: DeviceKind) -> torch.device:
@@ -32,12 +38,39 @@ def resolve_device(kind: DeviceKind) -> torch.device:
 
 
 def device_ops(device: torch.device):
-    """Timing and metrics hooks for `device` (XlaOps for XLA, DeviceOps otherwise)."""
+    """Timing hooks and schedule for `device`: `xla.XlaOps` (defaults; a launcher makes its
+    own for the processes it starts) or `DeviceOps`."""
     if device.type == "xla":
         from coatbench.xla import XlaOps
 
         return XlaOps()
     return DeviceOps(device)
+
+
+class AdaptiveSchedule:
+    """One process, deciding by its own clock: blocks of about `budget.block_time`; warm-up
+    until two blocks in a row agree; timing until the 95% CI of the median is within the
+    target (after the minimum time), or the maximum time is spent."""
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+        self.timeout = budget.timeout
+
+    def block_steps(self, step_s: float) -> int:
+        return max(1, round(self.budget.block_time / step_s))
+
+    def warmup_over(self, blocks: int, elapsed_s: float) -> bool:
+        return elapsed_s >= self.budget.max_warmup_time
+
+    def warm(self, block_s: float, previous_s: float, compiled: bool) -> bool:
+        return abs(block_s - previous_s) <= self.budget.warmup_tolerance * previous_s
+
+    def timing_done(self, samples: list[float], timed_s: float) -> bool:
+        if len(samples) < self.budget.min_samples:
+            return False
+        if timed_s >= self.budget.max_time:
+            return True  # the CI did not get narrow enough in time: report it as it is
+        return timed_s >= self.budget.min_time and summarize(samples).ci_halfwidth_rel <= self.budget.target_ci
 
 
 class DeviceOps:
@@ -48,10 +81,11 @@ class DeviceOps:
     Eager CUDA and CPU steps need nothing after each step and never recompile.
     """
 
-    deterministic = False  # one process: the harness may decide by its own clock
-
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
+
+    def schedule(self, budget: Budget) -> AdaptiveSchedule:
+        return AdaptiveSchedule(budget)
 
     def start(self) -> None:
         if self.cuda:
@@ -72,15 +106,22 @@ class DeviceOps:
     def after_step(self) -> None:
         pass
 
+    def optimizer_step(self, optimizer, scaler) -> None:
+        scaler.step(optimizer)
+        scaler.update()
+
     def barrier(self) -> None:
         pass
-
 
     def compile_count(self) -> int:
         return 0
 
-    def fallbacks(self) -> dict[str, int]:
-        return {}
+    def open_window(self) -> None:
+        pass
+
+    def close_window(self) -> None:
+        """Nothing to check: eager and compiled CPU/GPU steps are timed after their compilation."""
+        return None
 
 
 def synchronize(device: torch.device) -> None:
@@ -132,8 +173,6 @@ def peak_tflops(device_name: str, dtype: str) -> float | None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    if device.type == "xla":  # known once a worker has started the runtime (xla.platform)
-        return "XLA"
     return cpu_model()
 
 
@@ -169,33 +208,6 @@ def git_sha() -> str | None:
     return lines[1]
 
 
-@dataclass(frozen=True)
-class Fingerprint:
-    """Everything about the machine and software that a throughput figure depends on."""
-
-    coatbench: str
-    git_sha: str | None
-    python: str
-    torch: str
-    cuda: str | None
-    cudnn: int | None
-    driver: str | None
-    device_type: str
-    device_name: str
-    device_count: int
-    cpu_model: str
-    cpu_count: int
-    threads: int
-
-    @property
-    def hardware_key(self) -> str:
-        """What must match for two runs to be comparable: device and its count."""
-        return f"{self.device_type}:{self.device_name} x{self.device_count}"
-
-    def as_dict(self) -> dict:
-        return {**self.__dict__, "hardware_key": self.hardware_key}
-
-
 def nvidia_driver() -> str | None:
     try:
         out = subprocess.run(
@@ -209,11 +221,13 @@ def nvidia_driver() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def fingerprint(device: torch.device, device_count: int = 1) -> Fingerprint:
+def fingerprint(device: torch.device, device_count: int = 1, name: str | None = None) -> Env:
+    """The environment of a run on `device_count` devices of `device`'s type; `name` where only
+    a worker can tell it (XLA)."""
     from coatbench import __version__
 
     cuda = device.type == "cuda"
-    return Fingerprint(
+    return Env(
         coatbench=__version__,
         git_sha=git_sha(),
         python=platform.python_version(),
@@ -222,7 +236,7 @@ def fingerprint(device: torch.device, device_count: int = 1) -> Fingerprint:
         cudnn=torch.backends.cudnn.version() if cuda else None,
         driver=nvidia_driver() if cuda else None,
         device_type=device.type,
-        device_name=device_name(device),
+        device_name=name or device_name(device),
         device_count=device_count,
         cpu_model=cpu_model(),
         cpu_count=os.cpu_count() or 1,

@@ -3,9 +3,11 @@
 Pure measurement: it returns a dataclass and prints nothing. The protocol:
 1. build the model and synthetic data on the device (data never crosses the bus again);
 2. time the first step alone: compilation, graph capture, cudnn autotuning live here;
-3. warm up in blocks until two blocks in a row agree within 5%;
-4. time blocks, each closed by a device synchronisation, until the 95% CI of the
-   median is within the target (+-2%) and the minimum time has passed, or the budget ends.
+3. warm up in blocks until the device's schedule calls it warm;
+4. time blocks, each closed by a device synchronisation, until the schedule has enough.
+The schedule is the device's (`hardware.AdaptiveSchedule`: two blocks in a row agree, then
+until the 95% CI of the median is within +-2%; `xla.LockStepSchedule`: fixed counts that
+every core's process follows step for step).
 """
 
 from __future__ import annotations
@@ -21,12 +23,10 @@ from coatbench.config import CoAtNetConfig
 from coatbench.errors import CoatbenchError
 from coatbench.hardware import device_ops, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
 from coatbench.model import build_model
-from coatbench.options import Dtype, Execution, Mode
-from coatbench.stats import summarize
-
+from coatbench.options import Budget, Dtype, Execution, Mode
+from coatbench.results import Env, Spec, Status
 
 TORCH_DTYPES = {Dtype.FP32: torch.float32, Dtype.BF16: torch.bfloat16, Dtype.FP16: torch.float16}
-
 
 OPTIMIZER = "SGD(lr=0.01, momentum=0.9, foreach)"
 SYNTHETIC_INPUT = "randn images, randint labels, created once on the device"
@@ -41,43 +41,25 @@ class Cell:
     execution: Execution = Execution.EAGER
     channels_last: bool = True
 
-    def spec(self, device_type: str, devices: int = 1) -> dict:
-        return {
-            **self.config.spec(),
-            "mode": self.mode.value,
-            "batch_per_core": self.batch_size,
-            "global_batch": self.batch_size * devices,
-            "devices": devices,
-            "device": device_type,
-            "dtype": self.dtype.value,
-            "execution": self.execution.value,
-            "channels_last": self.channels_last,
-            "input": SYNTHETIC_INPUT,
-            "optimizer": OPTIMIZER if self.mode is Mode.TRAIN else None,
-        }
-
-
-@dataclass(frozen=True)
-class Budget:
-    min_time: float = 2.0  # seconds of timed blocks, at least
-    max_time: float = 30.0  # stop refining the CI after this many timed seconds
-    target_ci: float = 0.02  # stop once the 95% CI of the median is within +-2%
-    min_samples: int = 6  # fewer order statistics cannot bound a 95% CI of the median
-    block_time: float = 0.2  # seconds per timed block, roughly
-    warmup_tolerance: float = 0.05
-    max_warmup_time: float = 60.0  # after compilation
-    timeout: float = 900.0  # the whole cell, compilation included
-    strict: bool = False  # XLA: fail a cell that recompiles or falls back inside the timed window
-    # XLA, one process per core: a schedule that every process follows step for step
-    fixed_block_steps: int = 5
-    fixed_warmup_blocks: int = 20  # at most; warm-up ends once `quiet_blocks` in a row compiled nothing
-    quiet_blocks: int = 3
-    fixed_timed_blocks: int = 10
+    def spec(self, env: Env) -> Spec:
+        """What this cell measures on `env`'s devices (each core with `batch_size` images)."""
+        return Spec(
+            network=self.config.spec(),
+            mode=self.mode.value,
+            batch_per_core=self.batch_size,
+            devices=env.device_count,
+            device=env.device_type,
+            dtype=self.dtype.value,
+            execution=self.execution.value,
+            channels_last=self.channels_last,
+            input=SYNTHETIC_INPUT,
+            optimizer=OPTIMIZER if self.mode is Mode.TRAIN else None,
+        )
 
 
 @dataclass
 class Measurement:
-    status: str  # ok | oom | timeout
+    status: Status
     samples: list[float] = field(default_factory=list)  # images/s per core, one per timed block
     block_steps: int = 0
     first_step_s: float | None = None  # compilation / capture / autotuning, timed apart
@@ -86,18 +68,18 @@ class Measurement:
     warmup_stable: bool = False
     peak_memory_bytes: int | None = None
     message: str = ""
-    devices: int = 1  # cores the cell ran on (XLA: one process each)
-    device_name: str | None = None  # set where only the measuring process can tell (XLA)
-    xla: dict | None = None  # the guard: compiles and fallbacks in the timed window, metrics
+    xla: dict | None = None  # XLA: compiles and fallbacks in the timed window, metrics
 
 
 class CellTimeout(Exception):
     pass
 
 
-def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None = None) -> Callable[[], None]:
+def build_step(cell: Cell, device: torch.device, ops=None, model: torch.nn.Module | None = None) -> Callable[[], None]:
     """One training or inference step on fixed synthetic data, ready to call repeatedly.
-    `model` (built from `cell.config` when None) lets another harness time the same object."""
+    `ops` are the device's (`hardware.device_ops`); `model` (built from `cell.config` when
+    None) lets another harness time the same object."""
+    ops = ops or device_ops(device)
     config, batch = cell.config, cell.batch_size
     memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
     model = (model or build_model(config, device)).to(memory_format=memory_format)
@@ -130,18 +112,13 @@ def build_step(cell: Cell, device: torch.device, model: torch.nn.Module | None =
         labels = torch.randint(0, config.num_classes, (batch,), device=device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
         scaler = torch.amp.GradScaler(device.type, enabled=cell.dtype is Dtype.FP16)
-        xla_ops = device_ops(device) if device.type == "xla" else None
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 loss = F.cross_entropy(forward(images), labels)
             scaler.scale(loss).backward()
-            if xla_ops is not None:
-                xla_ops.optimizer_step(optimizer)
-            else:
-                scaler.step(optimizer)
-                scaler.update()
+            ops.optimizer_step(optimizer, scaler)
 
     if cell.execution.captures:
         return capture_cuda_graph(step)
@@ -185,20 +162,6 @@ def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:
     return graph.replay
 
 
-def guard(result: Measurement, ops, compiles_before: int, fallbacks_before: dict[str, int], strict: bool) -> None:
-    """Flag a timed window that recompiled or ran ops on the host: its time is not the
-    steady step's. With `strict` the cell fails instead."""
-    recompiles = ops.compile_count() - compiles_before
-    fell_back = {op: n - fallbacks_before.get(op, 0) for op, n in ops.fallbacks().items() if n > fallbacks_before.get(op, 0)}
-    suspect = recompiles > 0 or bool(fell_back)
-    result.xla = {"compiles_in_window": recompiles, "fallbacks_in_window": fell_back, "suspect": suspect, **ops.summary()}
-    if suspect:
-        why = f"{recompiles} recompilation(s) and {sum(fell_back.values())} aten fallback(s) inside the timed window"
-        result.message = why
-        if strict:
-            result.status = "failed"
-
-
 def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.batch_size < 1:
         raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
@@ -215,99 +178,98 @@ def check_cell(cell: Cell, device: torch.device) -> None:
         raise CoatbenchError(f"{cell.execution.value} measures inference only: use --mode infer")
 
 
+class Blocks:
+    """Runs blocks of steps, each timed by the device's ops and closed by its synchronisation."""
+
+    def __init__(self, step: Callable[[], None], ops, deadline: float | None, before_step: Callable[[int], None] | None):
+        self.step, self.ops, self.deadline, self.before_step = step, ops, deadline, before_step
+        self.steps = 0  # run so far, the first step included
+
+    def run(self, steps: int) -> float:
+        """Seconds the device took for `steps` steps."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise CellTimeout
+        self.ops.start()
+        for _ in range(steps):
+            if self.before_step is not None:
+                self.before_step(self.steps)
+            self.step()
+            self.ops.after_step()
+            self.steps += 1
+        return self.ops.stop()
+
+
+def warm_up(blocks: Blocks, schedule, result: Measurement) -> None:
+    """Blocks until the schedule calls the device warm. The step that sizes the blocks is the
+    first reference: on a CPU, where a CoAtNet-3 step takes seconds, that saves a whole block."""
+    started = time.perf_counter()
+    step_s = blocks.run(1)
+    result.block_steps = schedule.block_steps(step_s)
+    previous, count = step_s * result.block_steps, 0
+    while not schedule.warmup_over(count, time.perf_counter() - started):
+        compiles = blocks.ops.compile_count()
+        block = blocks.run(result.block_steps)
+        count += 1
+        if schedule.warm(block, previous, compiled=blocks.ops.compile_count() != compiles):
+            result.warmup_stable = True
+            break
+        previous = block
+    result.warmup_s = time.perf_counter() - started
+    result.warmup_steps = blocks.steps
+
+
+def time_blocks(blocks: Blocks, schedule, batch_size: int, result: Measurement) -> None:
+    """Timed blocks, one sample of images/s each, until the schedule has enough."""
+    timed = 0.0
+    while not schedule.timing_done(result.samples, timed):
+        block = blocks.run(result.block_steps)
+        timed += block
+        result.samples.append(batch_size * result.block_steps / block)
+
+
 def measure(
     cell: Cell,
     device: torch.device,
     budget: Budget = Budget(),
+    *,
+    ops=None,
     before_step: Callable[[int], None] | None = None,
     model: torch.nn.Module | None = None,
 ) -> Measurement:
-    """Time `cell` on `device`. Out of memory and running past `budget.timeout` are results.
-
-    `before_step(i)` runs before the i-th step: a hook for progress or fault injection.
-    """
+    """Time `cell` on `device` (see the module docstring). Out of memory and running past the
+    budget's timeout are results. `ops` default to the device's; `before_step(i)` runs before
+    the i-th step (a hook for progress or fault injection)."""
     check_cell(cell, device)
     started = time.perf_counter()
-    result = Measurement(status="ok")
-    steps_done = 0
-    ops = device_ops(device)
-
-    # With one process per XLA core every process must run the same number of steps, or
-    # their gradient all-reduces would wait for each other: there (`ops.deterministic`) the
-    # schedule depends on step and compile counts only, never on a process's own clock.
-    fixed = ops.deterministic
-
-    def run_block(steps: int) -> float:
-        nonlocal steps_done
-        if not fixed and time.perf_counter() - started > budget.timeout:
-            raise CellTimeout
-        ops.start()
-        for _ in range(steps):
-            if before_step is not None:
-                before_step(steps_done)
-            step()
-            ops.after_step()
-            steps_done += 1
-        return ops.stop()
-
-    step = None
+    ops = ops or device_ops(device)
+    schedule = ops.schedule(budget)
+    deadline = None if schedule.timeout is None else started + schedule.timeout
+    result, blocks = Measurement(Status.OK), None
     try:
-        t0 = time.perf_counter()
-        step = build_step(cell, device, model)
-        run_block(1)
+        blocks = Blocks(build_step(cell, device, ops, model), ops, deadline, before_step)
+        blocks.run(1)
         synchronize(device)
-        result.first_step_s = time.perf_counter() - t0
-
-        # Warm-up: blocks of about `block_time`, until two in a row agree.
-        warm_start = time.perf_counter()
-        step_time = run_block(1)
-        result.block_steps = budget.fixed_block_steps if fixed else max(1, round(budget.block_time / step_time))
-        # the step just timed is the first reference: when the next block agrees with it, warm-up
-        # is over (on a CPU, where a CoAtNet-3 step takes seconds, that saves a whole block)
-        previous, blocks, quiet = step_time * result.block_steps, 0, 0  # quiet: blocks in a row that compiled nothing
-        while (blocks < budget.fixed_warmup_blocks) if fixed else (time.perf_counter() - warm_start < budget.max_warmup_time):
-            compiles = ops.compile_count()
-            block = run_block(result.block_steps)
-            blocks += 1
-            quiet = quiet + 1 if ops.compile_count() == compiles else 0
-            steady = fixed or abs(block - previous) <= budget.warmup_tolerance * previous
-            # one process per XLA core: also wait until nothing compiled for a few blocks
-            if steady and (not fixed or quiet >= budget.quiet_blocks):
-                result.warmup_stable = True
-                break
-            previous = block
-        result.warmup_s = time.perf_counter() - warm_start
-        result.warmup_steps = steps_done
-
+        result.first_step_s = time.perf_counter() - started
+        warm_up(blocks, schedule, result)
         ops.barrier()
         reset_peak_memory(device)
-        compiles, fallbacks = ops.compile_count(), ops.fallbacks()
-        timed = 0.0
-        while True:
-            block = run_block(result.block_steps)
-            timed += block
-            result.samples.append(cell.batch_size * result.block_steps / block)
-            if fixed:
-                if len(result.samples) >= budget.fixed_timed_blocks:
-                    break
-                continue
-            enough = len(result.samples) >= budget.min_samples and timed >= budget.min_time
-            if enough and summarize(result.samples).ci_halfwidth_rel <= budget.target_ci:
-                break
-            if timed >= budget.max_time and len(result.samples) >= budget.min_samples:
-                break  # the CI did not get narrow enough in time: report it as it is
+        ops.open_window()
+        time_blocks(blocks, schedule, cell.batch_size, result)
         result.peak_memory_bytes = peak_memory_bytes(device)
-        if device.type == "xla":
-            guard(result, ops, compiles, fallbacks, budget.strict)
+        window = ops.close_window()
+        if window is not None:
+            result.xla = window.info
+            result.message = window.problem
+            result.status = Status.FAILED if window.fail else result.status
     except (torch.OutOfMemoryError, RuntimeError) as error:
         # XLA runs out of device memory as a RuntimeError naming RESOURCE_EXHAUSTED
         if not isinstance(error, torch.OutOfMemoryError) and "RESOURCE_EXHAUSTED" not in str(error):
             raise
-        result.status, result.message = "oom", str(error).splitlines()[0][:200]
+        result.status, result.message = Status.OOM, str(error).splitlines()[0][:200]
     except CellTimeout:
-        result.status = "timeout"
-        result.message = f"exceeded {budget.timeout:.0f} s (after {steps_done} steps)"
+        result.status = Status.TIMEOUT
+        result.message = f"exceeded {budget.timeout:.0f} s (after {blocks.steps if blocks else 0} steps)"
     finally:
-        del step
+        del blocks
         free_memory(device)
     return result

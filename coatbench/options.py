@@ -1,7 +1,17 @@
-"""The choices a measurement is made under, importable without torch (the CLI needs them
-before it decides to load torch)."""
+"""Every choice a user makes, its parser, and the default paths; importable without torch.
 
+The CLI declares options with these types and passes the parsed values to the library, so
+that a bad value is refused in one place, with one message, before anything is measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
+
+from coatbench.errors import CoatbenchError
 
 
 class DeviceKind(str, Enum):
@@ -14,6 +24,17 @@ class DeviceKind(str, Enum):
 class Mode(str, Enum):
     TRAIN = "train"
     INFER = "infer"
+
+
+class Modes(str, Enum):
+    """`--mode`: one mode, or both in the order train, infer."""
+
+    TRAIN = "train"
+    INFER = "infer"
+    BOTH = "both"
+
+    def modes(self) -> tuple[Mode, ...]:
+        return (Mode.TRAIN, Mode.INFER) if self is Modes.BOTH else (Mode(self.value),)
 
 
 class Dtype(str, Enum):
@@ -44,10 +65,86 @@ class Execution(str, Enum):
     def captures(self) -> bool:
         return self in (Execution.CUDA_GRAPHS, Execution.COMPILE_CUDA_GRAPHS)
 
+    @classmethod
+    def of_flags(cls, compile: bool, cuda_graphs: bool, fold_bn: bool) -> Execution:
+        """The execution that `speed`'s --compile / --cuda-graphs / --fold-bn flags ask for."""
+        if fold_bn:
+            if cuda_graphs:
+                raise CoatbenchError("--fold-bn compiles the whole model without a CUDA graph: drop --cuda-graphs")
+            return cls.COMPILE_FOLDED_BN
+        if compile:
+            return cls.COMPILE_CUDA_GRAPHS if cuda_graphs else cls.COMPILE
+        return cls.CUDA_GRAPHS if cuda_graphs else cls.EAGER
 
-class ReportFormat(str, Enum):
-    TABLE = "table"
+
+class Format(str, Enum):
+    """How a command prints its result: the same choices for every command."""
+
+    TABLE = "table"  # for a person, in the terminal
     MARKDOWN = "markdown"
     CSV = "csv"
     JSON = "json"
     LATEX = "latex"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one cell may take, and when its timing is good enough (see harness.measure)."""
+
+    min_time: float = 2.0  # seconds of timed blocks, at least
+    max_time: float = 30.0  # stop refining the CI after this many timed seconds
+    target_ci: float = 0.02  # stop once the 95% CI of the median is within +-2%
+    min_samples: int = 6  # fewer order statistics cannot bound a 95% CI of the median
+    block_time: float = 0.2  # seconds per timed block, roughly
+    warmup_tolerance: float = 0.05  # warm-up ends when two blocks in a row agree this closely
+    max_warmup_time: float = 60.0  # after compilation
+    timeout: float = 900.0  # the whole cell, compilation included
+
+
+# On a CPU a CoAtNet-3 step at 384 takes seconds: shorter timing keeps the default table8
+# within minutes there (the README's quick start), and the plan says it scaled down.
+CPU_BUDGET = Budget(min_time=1.0, max_time=10.0, block_time=0.0, max_warmup_time=15.0)
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """"32,64,128" -> (32, 64, 128)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise CoatbenchError(f"invalid --batch-sizes {text!r}: give positive integers, e.g. 32,64,128")
+    return sizes
+
+
+def parse_executions(text: str) -> tuple[Execution, ...]:
+    """"eager,compile" -> (Execution.EAGER, Execution.COMPILE)."""
+    try:
+        return tuple(Execution(part.strip()) for part in text.split(","))
+    except ValueError:
+        choices = ",".join(e.value for e in Execution)
+        raise CoatbenchError(f"invalid --execution {text!r}: a comma-separated list of {choices}") from None
+
+
+def parse_fraction(text: str, option: str) -> float:
+    """"5%" or "0.05" -> 0.05; a fraction strictly between 0 and 1."""
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        value = -1
+    if not 0 < value < 1:
+        raise CoatbenchError(f"invalid {option} {text!r}: give a fraction or a percentage, e.g. 5% or 0.05")
+    return value
+
+
+# Default paths, relative to the folder coatbench runs in. The CLI resolves them and passes
+# every file to the library explicitly; nothing below the CLI looks at the current folder.
+RUNS_DIR = Path("results") / "runs"
+BASELINES_DIR = Path("results") / "baselines"
+USER_ACCURACY = Path("results") / "my-accuracy.csv"  # written by `coatbench accuracy add`
+
+
+def new_runs_path(now: datetime | None = None) -> Path:
+    """Where a measurement goes when --out is not given: a new file named by the time."""
+    now = now or datetime.now(timezone.utc)
+    return RUNS_DIR / f"speed-{now:%Y%m%d-%H%M%S}.jsonl"

@@ -2,20 +2,25 @@
 every change given against the setting's baseline with its uncertainty, and a verdict on
 each of the paper's speed claims.
 
-Pure data: `build_reports` returns dataclasses; `coatbench.report_render` writes them.
-Runs from different hardware are never compared: each hardware gets its own report.
+Pure data: `build_reports` returns dataclasses; `coatbench.views.report` writes them.
+Runs made under different conditions (hardware, torch, execution, dtype, memory format,
+devices) are never compared: each set of conditions gets its own report
+(`results.condition_key`).
 """
 
 from __future__ import annotations
 
 import math
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scipy.stats import gmean
 
-from coatbench.accuracy import AccuracyRecord, lookup
+from coatbench.accuracy import Accuracies, AccuracyRecord
+from coatbench.errors import CoatbenchError
+from coatbench.results import Row, Status, condition_key
 from coatbench.stats import runs_ratio_with_uncertainty
 from coatbench.suite import Claim, Setting, Suite, SuiteRow
 
@@ -24,7 +29,7 @@ from coatbench.suite import Claim, Setting, Suite, SuiteRow
 class Measured:
     """One (mode, per-core batch) cell of a report line."""
 
-    status: str  # ok | oom | timeout | missing
+    status: Status | None  # None: no run of this cell
     images_per_s: float | None = None  # one run: its median; several: the geometric mean of their medians
     change: float | None = None  # against the setting's baseline row; None for the baseline itself
     uncertainty: float | None = None  # 95% half-width of `change`
@@ -71,23 +76,22 @@ class Report:
     description: str
     hardware_key: str
     device_name: str
+    torch: str
     execution: str
     dtype: str
+    channels_last: bool
+    devices: int
     modes: tuple[str, ...]
     batch_sizes: tuple[int, ...]
     lines: list[Line]
     verdicts: list[Verdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    accuracy_files: tuple[str, ...] = ()  # every accuracy file read, the user's before the paper's
 
 
-def _cell_key(spec: dict) -> tuple:
-    model = tuple(spec[k] for k in ("model", "image_size", "head_size", "norm", "layout", "blocks", "rel_attn", "downsample"))
-    return model, spec["mode"], spec["batch_per_core"], spec["execution"], spec["dtype"]
-
-
-def _config_key(row: SuiteRow, mode: str, batch: int, execution: str, dtype: str) -> tuple:
-    spec = row.config.spec()
-    return _cell_key({**spec, "mode": mode, "batch_per_core": batch, "execution": execution, "dtype": dtype})
+def _cell(network: dict, mode: str, batch: int) -> tuple[str, str, int]:
+    """A cell of a report: the network with every knob, the mode and the per-core batch."""
+    return json.dumps(network, sort_keys=True), mode, batch
 
 
 def classify(change: float, uncertainty: float, claim: Claim) -> str:
@@ -124,14 +128,18 @@ def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) 
                 per_batch, missing = [], []
                 for batch in report.batch_sizes:
                     a, b = base.cells[mode, batch], other.cells[mode, batch]
-                    if a.status != "ok" or b.status != "ok":
-                        missing.append(f"per-core {batch}: baseline {a.status}, variant {b.status}")
+                    if a.status is not Status.OK or b.status is not Status.OK:
+                        missing.append(f"per-core {batch}: baseline {_state(a)}, variant {_state(b)}")
                         continue
                     faster, slower = (b, a) if claim.faster == "variant" else (a, b)
                     change, u = runs_ratio_with_uncertainty(faster.runs, slower.runs)
                     per_batch.append(BatchVerdict(batch, change, u, classify(change, u, claim)))
                 verdicts.append(_summarize(claim, setting, mode, report, per_batch, missing))
     return verdicts
+
+
+def _state(m: Measured) -> str:
+    return "missing" if m.status is None else m.status.value
 
 
 def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
@@ -152,86 +160,92 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
     return Verdict(**where, verdict=verdict, detail=detail, per_batch=tuple(per_batch))
 
 
-def build_reports(suite: Suite, rows: Sequence[dict], accuracies: Sequence[AccuracyRecord]) -> list[Report]:
-    """One report per (hardware, execution mode, dtype) found in `rows`, in that order."""
-    groups: dict[tuple[str, str, str], dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    device_names = {}
+def build_reports(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[Report]:
+    """One report per set of conditions found in `rows` (hardware, torch, execution, dtype,
+    memory format, devices), in the order they first appear."""
+    if not rows:
+        raise CoatbenchError(f"no results to report for suite {suite.name}: measure first (coatbench run {suite.name})")
+    groups: dict[tuple, dict[tuple, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        spec, hardware = row["spec"], row["env"]["hardware_key"]
-        groups[hardware, spec["execution"], spec["dtype"]][_cell_key(spec)].append(row)  # every run of a cell
-        device_names[hardware] = row["env"]["device_name"]
-    reports = []
-    for (hardware, execution, dtype), cells in groups.items():
-        present_batches = {key[2] for key in cells}
-        batch_sizes = tuple(b for b in suite.batch_sizes if b in present_batches) or tuple(sorted(present_batches))
-        report = Report(
-            suite=suite.name,
-            description=suite.description,
-            hardware_key=hardware,
-            device_name=device_names[hardware],
-            execution=execution,
-            dtype=dtype,
-            modes=tuple(m.value for m in suite.modes),
-            batch_sizes=batch_sizes,
-            lines=[],
-        )
-        by_label: dict[tuple[str, str], Line] = {}
-        for setting in suite.settings:
-            baseline_row = setting.rows[0]
-            for suite_row in setting.rows:
-                measured = {}
-                size = None
-                for mode in report.modes:
-                    for batch in batch_sizes:
-                        found = cells.get(_config_key(suite_row, mode, batch, execution, dtype))
-                        base = cells.get(_config_key(baseline_row, mode, batch, execution, dtype))
-                        measured[mode, batch] = _measured(found, base, suite_row is baseline_row)
-                        size = size or (found[-1].get("model_size") if found else None)
-                accuracy = lookup(accuracies, suite_row.config.spec(), setting.pretrain, setting.accuracy_source)
-                line = Line(
-                    setting=setting.name,
-                    label=suite_row.label,
-                    model=suite_row.config.name,
-                    image_size=suite_row.config.image_size,
-                    baseline=suite_row is baseline_row,
-                    accuracy=accuracy,
-                    params=size["params"] if size else None,
-                    macs=size["macs"] if size else None,
-                    cells=measured,
-                )
-                report.lines.append(line)
-                by_label[setting.name, suite_row.label] = line
-        report.verdicts = _verdicts(report, suite, by_label)
-        scaled = dict.fromkeys(note for runs in cells.values() for row in runs for note in row.get("scaled_down", ()))
-        report.notes += [f"Scaled down for the CPU: {note}" for note in scaled]
-        most_runs = max(len(runs) for runs in cells.values())
-        report.notes.append(
-            "+-: 95% interval of the change from the timed blocks of one run per cell; it leaves out how far "
-            "whole runs wander (more on a shared machine): measure again into the same file for run-aware intervals"
-            if most_runs < 2 else
-            f"+-: 95% interval of the change over the runs of each cell (up to {most_runs}; cells with a single "
-            "run fall back to its timed blocks)")
-        if any(line.accuracy is None for line in report.lines):
-            report.notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
-        reports.append(report)
-    return reports
+        cell = _cell(row.spec.network, row.spec.mode, row.spec.batch_per_core)
+        groups[condition_key(row.env, row.spec)][cell].append(row)  # every run of a cell
+    return [_report(suite, cells, accuracies) for cells in groups.values()]
 
 
-def _measured(found: list[dict] | None, base: list[dict] | None, is_baseline: bool) -> Measured:
-    """A cell from its runs (rows of one spec); runs that did not measure (OOM, ...) are left out
-    unless none did."""
+def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies) -> Report:
+    first = next(iter(cells.values()))[0]
+    present_batches = {batch for _, _, batch in cells}
+    batch_sizes = tuple(b for b in suite.batch_sizes if b in present_batches) or tuple(sorted(present_batches))
+    report = Report(
+        suite=suite.name,
+        description=suite.description,
+        hardware_key=first.env.hardware_key,
+        device_name=first.env.device_name,
+        torch=first.env.torch,
+        execution=first.spec.execution,
+        dtype=first.spec.dtype,
+        channels_last=first.spec.channels_last,
+        devices=first.spec.devices,
+        modes=tuple(m.value for m in suite.modes),
+        batch_sizes=batch_sizes,
+        lines=[],
+        accuracy_files=accuracies.files,
+    )
+    by_label: dict[tuple[str, str], Line] = {}
+    for setting in suite.settings:
+        baseline_row = setting.rows[0]
+        for suite_row in setting.rows:
+            measured, size = {}, None
+            for mode in report.modes:
+                for batch in batch_sizes:
+                    found = cells.get(_cell(suite_row.config.spec(), mode, batch))
+                    base = cells.get(_cell(baseline_row.config.spec(), mode, batch))
+                    measured[mode, batch] = _measured(found, base, suite_row is baseline_row)
+                    size = size or (found[-1].model_size if found else None)
+            line = Line(
+                setting=setting.name,
+                label=suite_row.label,
+                model=suite_row.config.name,
+                image_size=suite_row.config.image_size,
+                baseline=suite_row is baseline_row,
+                accuracy=accuracies.lookup(suite_row.config.spec(), setting.pretrain, setting.accuracy_source),
+                params=size.params if size else None,
+                macs=size.macs if size else None,
+                cells=measured,
+            )
+            report.lines.append(line)
+            by_label[setting.name, suite_row.label] = line
+    report.verdicts = _verdicts(report, suite, by_label)
+    scaled = dict.fromkeys(note for runs in cells.values() for row in runs for note in row.scaled_down)
+    report.notes += [f"Scaled down for the CPU: {note}" for note in scaled]
+    most_runs = max(len(runs) for runs in cells.values())
+    report.notes.append(
+        "+-: 95% interval of the change from the timed blocks of one run per cell; it leaves out how far "
+        "whole runs wander (more on a shared machine): measure again into the same file for run-aware intervals"
+        if most_runs < 2
+        else f"+-: 95% interval of the change over the runs of each cell (up to {most_runs}; cells with a single "
+        "run fall back to its timed blocks)"
+    )
+    if any(line.accuracy is None for line in report.lines):
+        report.notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
+    return report
+
+
+def _measured(found: list[Row] | None, base: list[Row] | None, is_baseline: bool) -> Measured:
+    """A cell from its runs (rows of one cell); runs that did not measure (OOM, ...) are left
+    out unless none did."""
     if not found:
-        return Measured("missing")
-    ok = [row for row in found if row["status"] == "ok"]
+        return Measured(None)
+    ok = [row for row in found if row.ok]
     if not ok:
-        return Measured(found[-1]["status"])
-    runs = tuple(tuple(row["samples"]) for row in ok)
-    value = float(gmean([row["throughput"]["images_per_s"] for row in ok]))
-    base_runs = [row["samples"] for row in base or () if row["status"] == "ok"]
+        return Measured(found[-1].status)
+    runs = tuple(tuple(row.samples) for row in ok)
+    value = float(gmean([row.throughput.images_per_s for row in ok]))
+    base_runs = [row.samples for row in base or () if row.ok]
     if is_baseline or not base_runs:
-        return Measured("ok", value, runs=runs)
+        return Measured(Status.OK, value, runs=runs)
     change, u = runs_ratio_with_uncertainty(runs, base_runs)
-    return Measured("ok", value, change, u, runs)
+    return Measured(Status.OK, value, change, u, runs)
 
 
 def disagreements(reports: Sequence[Report]) -> list[str]:
@@ -240,10 +254,10 @@ def disagreements(reports: Sequence[Report]) -> list[str]:
     for report in reports:
         for v in report.verdicts:
             if v.verdict != "untested":
-                by_claim[report.hardware_key, v.claim, v.setting, v.mode, v.dtype][v.execution] = v.verdict
+                by_claim[report.hardware_key, report.torch, v.claim, v.setting, v.mode, v.dtype][v.execution] = v.verdict
     return [
         f"{claim} [{setting}, {mode}]: " + "; ".join(f"{ex}: {verdict}" for ex, verdict in sorted(found.items()))
         + " - the execution mode changes the answer"
-        for (_, claim, setting, mode, _), found in by_claim.items()
+        for (_, _, claim, setting, mode, _), found in by_claim.items()
         if len(set(found.values())) > 1
     ]

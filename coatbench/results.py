@@ -1,38 +1,315 @@
-"""Results files: JSON Lines, one measured cell per line, never left half-written.
+"""The results row, the identity of a cell, and the file format (JSON Lines).
 
-Appending rewrites the file through a temporary file and an atomic rename, so a crash or
-Ctrl-C at any moment leaves either the old file or the new one. Files written by other
-means (a copy cut short, an older tool killed mid-write) may still end in a broken line:
-reading skips such lines with a warning that names them.
+One row is one run: one process measuring one cell. `Row` and its parts are the row's only
+definition; every module reads rows through them, and `workload_key` / `run_key` are the
+only answers to "is this the same cell?" (resume, report and compare all ask it).
+
+Files: JSON Lines, one row per line, never left half-written. An append rewrites the file
+through a temporary file and an atomic rename, so a crash or Ctrl-C at any moment leaves
+either the old file or the new one. Files written by other means (a copy cut short, an
+older tool killed mid-write) may still end in a broken line: reading skips such lines with
+a warning that names them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+import types
+import typing
 import warnings
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from coatbench.errors import CoatbenchError
 
-SCHEMA = 1
-DEFAULT_DIR = Path("results") / "runs"
+SCHEMA = 1  # the version of the row below; written in every row and checked on read
+
+
+class Status(str, Enum):
+    """How a run ended. Only `ok` rows have throughput; the others say why in `message`."""
+
+    OK = "ok"  # measured
+    OOM = "oom"  # the device ran out of memory (the cell is too big for it: not retried)
+    TIMEOUT = "timeout"  # ran past the budget's timeout (retried by --resume)
+    FAILED = "failed"  # a worker died, or --strict refused a suspect XLA window
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What was measured, and where."""
+
+    network: Mapping[str, Any]  # the model and every knob: CoAtNetConfig.spec(), flat in the file
+    mode: str  # train | infer
+    batch_per_core: int
+    devices: int  # cores the cell ran on, each with batch_per_core images
+    device: str  # cpu | cuda | xla
+    dtype: str
+    execution: str
+    channels_last: bool
+    input: str  # where the images come from
+    optimizer: str | None  # training only
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_per_core * self.devices
+
+    @property
+    def model(self) -> str:
+        return self.network["model"]
+
+    @property
+    def image_size(self) -> int:
+        return self.network["image_size"]
+
+    def to_dict(self) -> dict:
+        workload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "network"}
+        return {**self.network, **workload, "global_batch": self.global_batch}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "spec") -> Spec:
+        workload = {f.name for f in dataclasses.fields(cls)} - {"network"}
+        network = {k: v for k, v in data.items() if k not in workload and k != "global_batch"}
+        for name in ("model", "image_size"):
+            if name not in network:
+                raise CoatbenchError(f"{where}: the row has no spec.{name}")
+        return _build(cls, {**{k: data[k] for k in workload if k in data}, "network": network}, where, "spec.")
+
+
+@dataclass(frozen=True)
+class Env:
+    """Everything about the machine and software that a throughput figure depends on."""
+
+    coatbench: str
+    git_sha: str | None
+    python: str
+    torch: str
+    cuda: str | None
+    cudnn: int | None
+    driver: str | None
+    device_type: str
+    device_name: str
+    device_count: int
+    cpu_model: str
+    cpu_count: int
+    threads: int
+
+    @property
+    def hardware_key(self) -> str:
+        """What must match for two runs to be comparable: device and its count."""
+        return f"{self.device_type}:{self.device_name} x{self.device_count}"
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "hardware_key": self.hardware_key}
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    params: int
+    macs: int  # forward multiply-adds for one image (the paper's "FLOPs")
+    flops: int
+    train_flops: int  # forward + backward FLOPs for one training image
+
+
+@dataclass(frozen=True)
+class Timing:
+    first_step_s: float | None  # compilation, capture, autotuning: timed apart
+    warmup_s: float | None
+    warmup_steps: int
+    warmup_stable: bool  # warm-up ended because blocks agreed, not because its time ran out
+    block_steps: int  # steps per timed block
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Per-core images/s: the median of the timed blocks, and its spread."""
+
+    images_per_s: float
+    images_per_s_total: float  # all cores together
+    iqr: list[float]
+    ci95: list[float | None]  # distribution-free 95% CI of the median
+    ci95_rel: float | None  # its half-width relative to the median
+    n: int  # timed blocks
+    step_time_s: float
+
+
+@dataclass(frozen=True)
+class Compute:
+    tflops: float
+    flops_per_image: int
+    peak_tflops: float | None
+    peak_source: str | None
+    mfu: float | None
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_bytes: int | None  # None where torch cannot tell (CPU, XLA)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One run of one cell, as a line of a results file."""
+
+    timestamp: str
+    status: Status
+    message: str
+    spec: Spec
+    model_size: ModelSize
+    timing: Timing
+    samples: list[float]  # images/s per core, one per timed block
+    env: Env
+    scaled_down: list[str] = field(default_factory=list)  # what the plan scaled down, said in every report
+    xla: dict | None = None  # the XLA guard: compiles and fallbacks in the timed window, metrics
+    throughput: Throughput | None = None  # the measured parts: only when status is ok
+    compute: Compute | None = None
+    memory: Memory | None = None
+    note: str | None = None  # a person's note on this row (e.g. why it was relabelled)
+    schema: int = SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict:
+        data: dict[str, Any] = {"schema": self.schema}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "schema" or (value is None and f.name in _OMITTED_WHEN_NONE):
+                continue
+            data[f.name] = _plain(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "row") -> Row:
+        if not isinstance(data, Mapping) or "spec" not in data or "status" not in data:
+            raise CoatbenchError(f"{where} is not a coatbench result row (no spec/status): is this the right file?")
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            newer = isinstance(schema, int) and schema > SCHEMA
+            fix = "upgrade coatbench" if newer else "re-measure it with this coatbench"
+            raise CoatbenchError(f"{where}: results schema {schema!r}, this coatbench reads schema {SCHEMA}: {fix}")
+        return _build(cls, data, where, "")
+
+
+_OMITTED_WHEN_NONE = {"xla", "throughput", "compute", "memory", "note"}
+
+
+def _plain(value):
+    """A row part as JSON-ready data (the spec flat, the env with its hardware key)."""
+    if isinstance(value, (Spec, Env)):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+_SIMPLE = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,)}
+
+
+def _build(cls, data: Mapping, where: str, prefix: str):
+    """`cls` from `data`, each field checked against its declared type; an error names the
+    field, the file and the line."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if f.name not in data:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise CoatbenchError(f"{where}: the row has no {name}")
+        values[f.name] = _convert(hints[f.name], data[f.name], where, name)
+    return cls(**values)
+
+
+def _convert(hint, value, where: str, name: str):
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise CoatbenchError(f"{where}: {name} is null")
+    kind = next(o for o in options if o is not type(None))
+    base = typing.get_origin(kind) or kind
+    if dataclasses.is_dataclass(base):
+        if not isinstance(value, Mapping):
+            raise CoatbenchError(f"{where}: {name} is not an object")
+        return base.from_dict(value, where) if base is Spec else _build(base, value, where, f"{name}.")
+    if isinstance(base, type) and issubclass(base, Enum):
+        try:
+            return base(value)
+        except ValueError:
+            raise CoatbenchError(f"{where}: {name} {value!r} is not one of {', '.join(m.value for m in base)}") from None
+    if base is Mapping:
+        base = dict
+    accepted = _SIMPLE.get(base, (object,))
+    if not isinstance(value, accepted) or (base in (int, float) and isinstance(value, bool)):
+        raise CoatbenchError(f"{where}: {name} is {type(value).__name__}, not {base.__name__}")
+    return value
+
+
+def workload_key(spec: Spec) -> str:
+    """What was measured: the network, the mode, the batch on each of how many cores, the
+    dtype, the execution, the memory format, the input and the optimizer."""
+    workload = spec.to_dict()
+    del workload["device"], workload["global_batch"]  # where it ran is the hardware's; the global batch follows
+    return json.dumps(workload, sort_keys=True)
+
+
+def run_key(env: Env, spec: Spec) -> tuple[str, str, str]:
+    """Rows with equal run keys are runs of one cell: the same workload on the same hardware
+    with the same torch. Resume, report and compare group rows by it."""
+    return env.hardware_key, env.torch, workload_key(spec)
+
+
+def condition_key(env: Env, spec: Spec) -> tuple:
+    """What the runs of one report share: the run key without the network, the mode, the
+    per-core batch and the optimizer (which follows the mode). Within a report, the network,
+    mode and batch pick the cell."""
+    return env.hardware_key, env.torch, spec.execution, spec.dtype, spec.channels_last, spec.devices, spec.input
 
 
 class SkippedLineWarning(UserWarning):
     pass
 
 
-def default_path(now: datetime | None = None) -> Path:
-    now = now or datetime.now(timezone.utc)
-    return DEFAULT_DIR / f"speed-{now:%Y%m%d-%H%M%S}.jsonl"
+class JsonLines:
+    """A JSON Lines file that a crash, Ctrl-C or a reader never sees half-written."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def append(self, records: Iterable[dict]) -> None:
+        """Add `records` at the end, all or nothing (the file and its folder are created if missing)."""
+        append_atomically(self.path, _encode(records))
+
+    def replace(self, records: Iterable[dict]) -> None:
+        write_atomically(self.path, _encode(records))
+
+    def read(self) -> list[tuple[int, Any]]:
+        """(line number, value) of every complete line; broken lines are skipped with a warning."""
+        if not self.path.is_file():
+            raise CoatbenchError(f"results file {self.path} does not exist: check the path")
+        values = []
+        with self.path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    values.append((number, json.loads(raw)))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    warnings.warn(f"{self.path}:{number}: skipped a broken line (an interrupted write?)", SkippedLineWarning)
+        return values
 
 
-def spec_key(spec: dict) -> str:
-    """What identifies a cell across runs: its full spec, canonically serialised."""
-    return json.dumps(spec, sort_keys=True)
+def _encode(records: Iterable[dict]) -> bytes:
+    return b"".join(json.dumps(record, separators=(",", ":")).encode() + b"\n" for record in records)
 
 
 def append_atomically(path: Path, data: bytes) -> None:
@@ -61,33 +338,17 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def encode_row(row: dict) -> bytes:
-    return json.dumps(row, separators=(",", ":")).encode() + b"\n"
-
-
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: Row) -> None:
     """Add one row to `path` atomically (created with its folder if missing)."""
-    append_atomically(path, encode_row(row))
+    JsonLines(path).append([row.to_dict()])
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Every complete row of a results file; broken lines are skipped with a warning."""
-    path = Path(path)
-    if not path.is_file():
-        raise CoatbenchError(f"results file {path} does not exist: check the path")
-    rows = []
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                warnings.warn(f"{path}:{number}: skipped a broken line (an interrupted write?)", SkippedLineWarning)
-                continue
-            if not isinstance(row, dict) or "spec" not in row or "status" not in row:
-                raise CoatbenchError(
-                    f"{path}:{number} is not a coatbench result row (no spec/status): is this the right file?"
-                )
-            rows.append(row)
-    return rows
+def write_rows(path: Path, rows: Sequence[Row]) -> None:
+    """Replace `path` with `rows`, all or nothing."""
+    JsonLines(path).replace(row.to_dict() for row in rows)
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Every complete row of a results file, each checked against `Row`; broken lines are
+    skipped with a warning."""
+    return [Row.from_dict(data, f"{path}:{number}") for number, data in JsonLines(path).read()]

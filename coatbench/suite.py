@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from coatbench.config import CoAtNetConfig, build_config
+from coatbench.config import ABLATIONS, CoAtNetConfig, build_config
 from coatbench.errors import CoatbenchError
 from coatbench.options import Mode
 
@@ -20,9 +20,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-ROW_KNOBS = ("head_size", "norm", "layout", "blocks", "rel_attn", "downsample")
-
 
 @dataclass(frozen=True)
 class SuiteRow:
@@ -93,14 +90,14 @@ def load_suite(name_or_path: str) -> Suite:
     except CoatbenchError as error:
         raise CoatbenchError(f"{where}: {error}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CoatbenchError(f"{where}: malformed suite ({type(error).__name__}: {error}); see benchmarks/table8.toml") from None
+        raise CoatbenchError(f"{where}: malformed suite ({type(error).__name__}: {error}); see coatbench/suites/table8.toml") from None
 
 
 def _knobs(entry: dict) -> tuple[tuple[str, object], ...]:
-    unknown = set(entry) - set(ROW_KNOBS) - {"label"}
+    unknown = set(entry) - set(ABLATIONS) - {"label"}
     if unknown:
-        raise CoatbenchError(f"unknown row field(s) {', '.join(sorted(unknown))}: use {', '.join(ROW_KNOBS)}")
-    return tuple((k, entry[k]) for k in ROW_KNOBS if k in entry)
+        raise CoatbenchError(f"unknown row field(s) {', '.join(sorted(unknown))}: use {', '.join(ABLATIONS)}")
+    return tuple((k, entry[k]) for k in ABLATIONS if k in entry)
 
 
 def parse_suite(name: str, data: dict) -> Suite:

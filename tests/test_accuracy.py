@@ -40,7 +40,7 @@ def test_user_records_win_and_add_validates(tmp_path):
     add_record(path, dict(model="coatnet_2", image_size=224, pretrain="imagenet-1k", metric="top1", value=84.6,
                           head_size=64, source="my run"))
     records = load([path])
-    assert lookup(records, spec(head_size=64), "imagenet-1k", "Table 8").value == 84.6
+    assert records.lookup(spec(head_size=64), "imagenet-1k", "Table 8").value == 84.6
     with pytest.raises(CoatbenchError, match="head size 48"):
         add_record(path, dict(model="coatnet-2", image_size=224, pretrain="imagenet-1k", metric="top1", value=80,
                               head_size=48))

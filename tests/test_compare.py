@@ -9,7 +9,7 @@ import pytest
 from conftest import assert_one_line_error
 from coatbench.errors import CoatbenchError
 from coatbench.compare import compare_rows, compare_runs, find_baseline, save_baselines
-from coatbench.results import append_row
+from coatbench.results import Env, ModelSize, Row, Spec, Status, Timing, append_row
 
 TRIALS, BLOCKS = 500, 15
 
@@ -76,10 +76,15 @@ def test_speedup_and_noise_statuses():
 
 
 def row(samples, hardware="cuda:NVIDIA H100 x1", torch="2.11", batch=64, status="ok"):
-    return {"spec": {"model": "coatnet-2", "image_size": 224, "head_size": 32, "norm": "bn", "layout": "2,2,6,14,2",
-                     "blocks": "C-C-T-T", "rel_attn": True, "downsample": "conv", "num_classes": 1000,
-                     "mode": "train", "batch_per_core": batch, "execution": "eager", "dtype": "bf16"},
-            "status": status, "samples": samples, "env": {"hardware_key": hardware, "torch": torch}}
+    """A result row (no throughput: compare reads the samples) on the machine `hardware` names."""
+    device_type, rest = hardware.split(":", 1)
+    name, count = rest.rsplit(" x", 1)
+    network = {"model": "coatnet-2", "image_size": 224, "head_size": 32, "norm": "bn", "layout": "2,2,6,14,2",
+               "blocks": "C-C-T-T", "rel_attn": True, "downsample": "conv", "num_classes": 1000}
+    spec = Spec(network, "train", batch, int(count), device_type, "bf16", "eager", True, "randn", "SGD")
+    env = Env("0.1.0", None, "3.11", torch, None, None, None, device_type, name, int(count), "cpu", 2, 2)
+    return Row("2026-11-27T00:00:00+00:00", Status(status), "", spec, ModelSize(1, 1, 2, 6),
+               Timing(1.0, 1.0, 2, True, 1), list(samples), env)
 
 
 def test_not_comparable_reasons():
@@ -140,10 +145,12 @@ def test_baseline_keeps_only_measured_rows(tmp_path):
 
 
 def test_rows_without_samples_or_hardware_are_refused_in_one_line(cli, tmp_path):
-    broken = {k: v for k, v in row([1.0] * 5).items() if k != "env"}
-    bad = write(tmp_path / "bad.jsonl", [broken])
-    good = write(tmp_path / "good.jsonl", [row([1.0] * 5)])
-    assert_one_line_error(cli("compare", str(good), str(bad)), "row 1 has no env.hardware_key or samples")
+    for field in ("env", "samples"):
+        broken = {k: v for k, v in row([1.0] * 5).to_dict().items() if k != field}
+        bad = tmp_path / f"no-{field}.jsonl"
+        bad.write_text(json.dumps(broken) + "\n")
+        good = write(tmp_path / "good.jsonl", [row([1.0] * 5)])
+        assert_one_line_error(cli("compare", str(good), str(bad)), f"no-{field}.jsonl:1: the row has no {field}")
 
 
 @pytest.mark.slow

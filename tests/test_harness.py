@@ -6,8 +6,8 @@ import torch
 from conftest import assert_one_line_error
 from coatbench.config import build_config
 from coatbench.errors import CoatbenchError
-from coatbench.harness import Budget, Cell, check_cell, measure
-from coatbench.options import DeviceKind, Dtype, Execution, Mode
+from coatbench.harness import Cell, check_cell, measure
+from coatbench.options import Budget, DeviceKind, Dtype, Execution, Mode
 from coatbench.results import read_rows
 from coatbench.sweep import make_plan, run_sweep
 
@@ -51,7 +51,7 @@ def test_xla_out_of_memory_is_a_result_and_other_errors_are_not_hidden():
 def test_warm_up_on_one_process_ends_when_two_blocks_agree():
     """The 'nothing compiled for a few blocks' rule is for XLA's lock-step processes only."""
     patient = Budget(min_time=0.05, max_time=0.5, block_time=0.05, max_warmup_time=5.0, min_samples=3,
-                     warmup_tolerance=10.0, quiet_blocks=1000)
+                     warmup_tolerance=10.0)
     result = measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, patient)
     # the first step, the step that sizes the blocks (the first reference), one block that agrees with it
     assert result.warmup_stable and result.warmup_steps == 2 + result.block_steps
@@ -114,10 +114,10 @@ def test_sweep_records_oom_and_goes_on(tmp_path):
         return measure(cell, device, budget, before_step=fault)
 
     result = run_sweep(plan, measure_cell=measure_with_fault)
-    assert [r["status"] for r in result.rows] == ["ok", "oom", "ok"]
+    assert [r.status for r in result.rows] == ["ok", "oom", "ok"]
     saved = read_rows(tmp_path / "r.jsonl")
-    assert [r["spec"]["batch_per_core"] for r in saved] == [1, 2, 3]
-    assert "throughput" not in saved[1]
+    assert [r.spec.batch_per_core for r in saved] == [1, 2, 3]
+    assert saved[1].throughput is None
 
 
 def test_interrupted_sweep_keeps_finished_cells(tmp_path):
@@ -131,7 +131,7 @@ def test_interrupted_sweep_keeps_finished_cells(tmp_path):
 
     result = run_sweep(plan, measure_cell=interrupt_third)
     assert result.interrupted
-    assert [r["spec"]["batch_per_core"] for r in read_rows(tmp_path / "r.jsonl")] == [1, 2]
+    assert [r.spec.batch_per_core for r in read_rows(tmp_path / "r.jsonl")] == [1, 2]
 
 
 def test_cpu_plan_says_what_it_scaled_down(tmp_path):
@@ -164,7 +164,7 @@ def test_speed_cli_json_rows(cli, tmp_path):
         assert t["iqr"][0] <= t["images_per_s"] <= t["iqr"][1]
         assert r["env"]["threads"] >= 1 and r["env"]["cpu_count"] >= 1
         assert r["model_size"]["macs"] > 0
-    assert read_rows(out) == rows
+    assert [row.to_dict() for row in read_rows(out)] == rows
 
 
 @pytest.mark.parametrize(

@@ -4,24 +4,23 @@ import math
 import pytest
 
 from conftest import assert_one_line_error
-from coatbench.accuracy import read_records
+from coatbench.accuracy import load
 from coatbench.counting import ModelCount
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement
-from coatbench.hardware import Fingerprint
-from coatbench.options import Dtype, Execution, ReportFormat
+from coatbench.options import Dtype, Execution, Format
 from coatbench.report import build_reports, classify
-from coatbench.report_render import long_frame, plot, to_json, to_latex, to_markdown
-from coatbench.results import append_row
+from coatbench.results import Env, Status, append_row
 from coatbench.suite import Claim, load_suite
 from coatbench.sweep import make_row
+from coatbench.views.report import long_frame, plot, to_json, to_latex, to_markdown
 
 
 def env(device="NVIDIA H100 80GB HBM3"):
-    return Fingerprint("0.1.0", None, "3.11", "2.11", "13.0", 90000, "580", "cuda", device, 1, "x", 16, 16)
+    return Env("0.1.0", None, "3.11", "2.11", "13.0", 90000, "580", "cuda", device, 1, "x", 16, 16)
 
 
-def rows_for(suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.EAGER, status=None):
+def rows_for(suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.EAGER, status=None, channels_last=True):
     """Result rows as the sweep writes them, with chosen speeds: {(label, mode): images/s}."""
     rows = []
     for setting in suite.settings:
@@ -29,11 +28,11 @@ def rows_for(suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.
             counted = ModelCount(row.config, 75_000_000, 15_700_000_000, 94_000_000_000, {})
             for mode in suite.modes:
                 for batch in suite.batch_sizes:
-                    cell = Cell(row.config, mode, batch, Dtype.BF16, execution)
+                    cell = Cell(row.config, mode, batch, Dtype.BF16, execution, channels_last)
                     base = speeds.get((setting.name, row.label, mode.value), 1000.0)
                     state = (status or {}).get((setting.name, row.label, mode.value, batch), "ok")
                     samples = [] if state != "ok" else [base * (1 + 0.002 * ((i % 5) - 2)) for i in range(12)]
-                    rows.append(make_row(cell, Measurement(state, samples, 1), counted, env(device)))
+                    rows.append(make_row(cell, Measurement(Status(state), samples, 1), counted, env(device)))
     return rows
 
 
@@ -44,7 +43,7 @@ def table8():
 
 def test_report_joins_accuracy_and_changes(table8):
     speeds = {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0, ("ImageNet-1K", "norm BN -> LN", "train"): 700.0}
-    (report,) = build_reports(table8, rows_for(table8, speeds), read_records())
+    (report,) = build_reports(table8, rows_for(table8, speeds), load())
     lines = {(l.setting, l.label): l for l in report.lines}
     assert [l.accuracy.value for l in report.lines] == [84.1, 83.9, 84.1, 87.9, 87.8]
     head64 = lines["ImageNet-1K", "head size 32 -> 64"].cells["train", 64]
@@ -56,7 +55,7 @@ def test_verdicts(table8):
     speeds = {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0,  # +15%: consistent with "significant"
               ("ImageNet-1K", "norm BN -> LN", "train"): 700.0,  # BN +43%: stronger than 10-20%
               ("ImageNet-1K", "norm BN -> LN", "infer"): 950.0}  # BN +5%: weaker
-    (report,) = build_reports(table8, rows_for(table8, speeds), read_records())
+    (report,) = build_reports(table8, rows_for(table8, speeds), load())
     got = {(v.claim.split()[0], v.setting, v.mode): v.verdict for v in report.verdicts}
     assert got["head", "ImageNet-1K", "train"] == "consistent"
     assert got["head", "ImageNet-1K", "infer"] == "no measurable difference"
@@ -78,18 +77,18 @@ def test_classify(change, u, verdict):
 
 def test_oom_cells_make_untested_claims(table8):
     status = {("ImageNet-21K -> 1K", "norm BN -> LN", "train", b): "oom" for b in table8.batch_sizes}
-    (report,) = build_reports(table8, rows_for(table8, {}, status=status), read_records())
+    (report,) = build_reports(table8, rows_for(table8, {}, status=status), load())
     v = next(v for v in report.verdicts if v.setting == "ImageNet-21K -> 1K" and v.mode == "train")
     assert v.verdict == "untested" and "variant oom" in v.detail
     assert "OOM" in to_markdown([report])
 
 
 def test_accuracy_plot_says_which_batch_a_point_ran_at(table8):
-    from coatbench.report_render import accuracy_point
+    from coatbench.views.report import accuracy_point
 
     status = {("ImageNet-21K -> 1K", "CoAtNet-3", "train", b): "oom" for b in (128, 256)}
     speeds = {("ImageNet-21K -> 1K", "CoAtNet-3", "train"): 200.0}
-    (report,) = build_reports(table8, rows_for(table8, speeds, status=status), read_records())
+    (report,) = build_reports(table8, rows_for(table8, speeds, status=status), load())
     lines = {(l.setting, l.label): l for l in report.lines}
     rate, label = accuracy_point(report, lines["ImageNet-21K -> 1K", "CoAtNet-3"], "train")
     assert rate == pytest.approx(200.0, rel=0.01) and label == "CoAtNet-3 (train, per-core 64)"
@@ -98,11 +97,11 @@ def test_accuracy_plot_says_which_batch_a_point_ran_at(table8):
 
 def test_hardware_is_never_mixed(table8):
     rows = rows_for(table8, {}) + rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 500.0}, device="NVIDIA A100-SXM4-80GB")
-    reports = build_reports(table8, rows, read_records())
-    assert len(reports) == 2
-    for report in reports:
-        devices = {report.device_name}
-        assert len(devices) == 1
+    reports = build_reports(table8, rows, load())
+    assert sorted(r.device_name for r in reports) == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
+    h100 = next(r for r in reports if "H100" in r.device_name)
+    ln_h100 = next(l for l in h100.lines if l.label == "norm BN -> LN" and l.setting == "ImageNet-1K")
+    assert ln_h100.cells["train", 32].images_per_s == pytest.approx(1000, rel=0.01)  # no A100 run pooled in
     a100 = next(r for r in reports if "A100" in r.device_name)
     ln = next(l for l in a100.lines if l.label == "norm BN -> LN" and l.setting == "ImageNet-1K")
     assert ln.cells["train", 32].change == pytest.approx(-0.5, abs=0.01)  # against the A100's own baseline
@@ -111,8 +110,8 @@ def test_hardware_is_never_mixed(table8):
 def test_several_runs_of_a_cell_are_all_used(table8):
     head64 = ("ImageNet-1K", "head size 32 -> 64", "train")
     once = rows_for(table8, {head64: 1150.0})
-    (single,) = build_reports(table8, once, read_records())
-    (double,) = build_reports(table8, once + rows_for(table8, {head64: 1500.0}), read_records())
+    (single,) = build_reports(table8, once, load())
+    (double,) = build_reports(table8, once + rows_for(table8, {head64: 1500.0}), load())
     cell = lambda report: next(l for l in report.lines if l.label == head64[1]).cells["train", 64]  # noqa: E731
     assert len(cell(double).runs) == 2 and cell(double).images_per_s == pytest.approx(math.sqrt(1150 * 1500), rel=0.01)
     assert cell(double).change == pytest.approx(math.sqrt(1.15 * 1.5) - 1, abs=0.01)
@@ -123,7 +122,7 @@ def test_several_runs_of_a_cell_are_all_used(table8):
 def test_eager_and_compiled_disagreement_is_said(table8):
     eager = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 700.0})
     compiled = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 960.0}, execution=Execution.COMPILE)
-    reports = build_reports(table8, eager + compiled, read_records())
+    reports = build_reports(table8, eager + compiled, load())
     assert {r.execution for r in reports} == {"eager", "compile"}
     markdown = to_markdown(reports)
     assert "Eager and compiled disagree" in markdown and "the execution mode changes the answer" in markdown
@@ -131,7 +130,7 @@ def test_eager_and_compiled_disagreement_is_said(table8):
 
 def test_missing_accuracy_is_a_dash_with_a_footnote():
     suite = load_suite("ci-cpu")
-    (report,) = build_reports(suite, rows_for(suite, {}), read_records())
+    (report,) = build_reports(suite, rows_for(suite, {}), load())
     assert all(l.accuracy is None for l in report.lines)
     markdown = to_markdown([report])
     assert "| -  " in markdown or "| - |" in markdown
@@ -139,7 +138,7 @@ def test_missing_accuracy_is_a_dash_with_a_footnote():
 
 
 def test_every_format(table8, tmp_path):
-    reports = build_reports(table8, rows_for(table8, {}), read_records())
+    reports = build_reports(table8, rows_for(table8, {}), load())
     assert "| Setting" in to_markdown(reports) and "\\begin{tabular}" in to_latex(reports)
     data = json.loads(to_json(reports))
     assert data["reports"][0]["lines"][0]["accuracy"]["value"] == 84.1
@@ -154,7 +153,7 @@ def test_report_cli_from_saved_runs(cli, table8, tmp_path):
     path = tmp_path / "runs.jsonl"
     for row in rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "infer"): 600.0}):
         append_row(path, row)
-    for fmt in ReportFormat:
+    for fmt in Format:
         result = cli("report", str(path), "--format", fmt.value)
         assert result.returncode == 0, result.stderr
     markdown = cli("report", str(path), "--format", "markdown").stdout

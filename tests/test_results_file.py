@@ -8,33 +8,37 @@ import time
 import pytest
 
 from coatbench.errors import CoatbenchError
-from coatbench.results import SkippedLineWarning, append_row, read_rows
+from coatbench.results import JsonLines, SkippedLineWarning, read_rows
 
 
-def row(i: int) -> dict:
+def record(i: int) -> dict:
     return {"spec": {"batch_per_core": i}, "status": "ok", "samples": [1.0, 2.0]}
+
+
+def numbers(path) -> list[int]:
+    return [value["spec"]["batch_per_core"] for _, value in JsonLines(path).read()]
 
 
 def test_append_creates_folder_and_keeps_order(tmp_path):
     path = tmp_path / "deep" / "runs.jsonl"
     for i in range(3):
-        append_row(path, row(i))
-    assert [r["spec"]["batch_per_core"] for r in read_rows(path)] == [0, 1, 2]
+        JsonLines(path).append([record(i)])
+    assert numbers(path) == [0, 1, 2]
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_truncated_last_line_is_skipped_with_a_warning(tmp_path):
     path = tmp_path / "runs.jsonl"
-    append_row(path, row(0))
+    JsonLines(path).append([record(0)])
     with path.open("a") as f:
         f.write('{"spec": {"batch_per_core": 1}, "sta')  # a crash mid-write
     with pytest.warns(SkippedLineWarning, match=r"runs.jsonl:2"):
-        rows = read_rows(path)
-    assert len(rows) == 1
+        values = JsonLines(path).read()
+    assert len(values) == 1
     # appending after a broken line keeps the new row whole
-    append_row(path, row(2))
+    JsonLines(path).append([record(2)])
     with pytest.warns(SkippedLineWarning):
-        assert [r["spec"]["batch_per_core"] for r in read_rows(path)] == [0, 2]
+        assert numbers(path) == [0, 2]
 
 
 def test_foreign_json_is_refused(tmp_path):
@@ -54,8 +58,8 @@ def test_killed_writer_leaves_a_readable_file(tmp_path):
     that is there parses."""
     path = tmp_path / "runs.jsonl"
     code = (
-        "import sys; from coatbench.results import append_row\n"
-        "for i in range(100000): append_row(sys.argv[1], {'spec': {'i': i}, 'status': 'ok', 'pad': 'x' * 20000})\n"
+        "import sys; from coatbench.results import JsonLines\n"
+        "for i in range(100000): JsonLines(sys.argv[1]).append([{'spec': {'i': i}, 'status': 'ok', 'pad': 'x' * 20000}])\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
     deadline = time.time() + 30
@@ -63,5 +67,5 @@ def test_killed_writer_leaves_a_readable_file(tmp_path):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    rows = read_rows(path)  # no warning, no error: the rename is atomic
-    assert rows and [r["spec"]["i"] for r in rows] == list(range(len(rows)))
+    values = JsonLines(path).read()  # no warning, no error: the rename is atomic
+    assert values and [value["spec"]["i"] for _, value in values] == list(range(len(values)))

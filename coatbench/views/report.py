@@ -1,21 +1,26 @@
-"""Writing reports: Markdown, CSV, JSON, LaTeX, the terminal, and plots."""
+"""Reports in every format (the terminal, Markdown, CSV, JSON, LaTeX) and their plot."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from coatbench.options import ReportFormat
+from coatbench.options import Format
 from coatbench.report import Line, Measured, Report, disagreements
+from coatbench.results import Status
+from coatbench.views.console import print_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def cell_text(m: Measured) -> str:
-    if m.status != "ok":
-        return "-" if m.status == "missing" else m.status.upper()
+    if m.status is not Status.OK:
+        return "-" if m.status is None else m.status.value.upper()
     value = m.images_per_s
     text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
     if m.change is not None:
@@ -29,13 +34,16 @@ def accuracy_text(line: Line) -> str:
 
 
 def title(report: Report) -> str:
+    layout = "channels-last" if report.channels_last else "contiguous"
     return (
-        f"{report.suite}: {report.description} | {report.device_name} ({report.hardware_key}), "
-        f"{report.execution}, {report.dtype}; images/s per core (change vs the setting's first row, 95% CI)"
+        f"{report.suite}: {report.description} | {report.device_name} ({report.hardware_key}), torch {report.torch}, "
+        f"{report.execution}, {report.dtype}, {layout}; images/s per core (change vs the setting's first row, 95% CI)"
     )
 
 
 def display_frame(report: Report) -> pd.DataFrame:
+    import pandas as pd
+
     records = []
     for line in report.lines:
         record = {
@@ -54,7 +62,8 @@ def display_frame(report: Report) -> pd.DataFrame:
 
 def accuracy_sources(report: Report) -> list[str]:
     sources = sorted({line.accuracy.source for line in report.lines if line.accuracy})
-    return [f"Top-1 from: {'; '.join(sources)}"] if sources else []
+    read = f"Accuracy files read: {', '.join(report.accuracy_files)}"
+    return ([f"Top-1 from: {'; '.join(sources)}"] if sources else []) + [read]
 
 
 def verdict_lines(report: Report) -> list[str]:
@@ -87,6 +96,8 @@ def to_latex(reports: Sequence[Report]) -> str:
 
 def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
     """One row per (report, line, mode, batch) with raw numbers: for spreadsheets and pandas."""
+    import pandas as pd
+
     records = []
     for report in reports:
         for line in report.lines:
@@ -95,8 +106,11 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
                     {
                         "hardware": report.hardware_key,
                         "device": report.device_name,
+                        "torch": report.torch,
                         "execution": report.execution,
                         "dtype": report.dtype,
+                        "channels_last": report.channels_last,
+                        "devices": report.devices,
                         "setting": line.setting,
                         "model": line.label,
                         "image_size": line.image_size,
@@ -106,7 +120,7 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
                         "macs": line.macs,
                         "mode": mode,
                         "batch_per_core": batch,
-                        "status": m.status,
+                        "status": "missing" if m.status is None else m.status.value,
                         "images_per_s": m.images_per_s,
                         "change": m.change,
                         "change_ci95_halfwidth": m.uncertainty,
@@ -120,7 +134,12 @@ def to_json(reports: Sequence[Report]) -> str:
         data = dataclasses.asdict(report)
         for line, raw in zip(report.lines, data["lines"]):
             raw["cells"] = [
-                {"mode": mode, "batch_per_core": batch, **{k: v for k, v in dataclasses.asdict(m).items() if k != "runs"}}
+                {
+                    "mode": mode,
+                    "batch_per_core": batch,
+                    **{k: v for k, v in dataclasses.asdict(m).items() if k != "runs"},
+                    "status": "missing" if m.status is None else m.status.value,
+                }
                 for (mode, batch), m in line.cells.items()
             ]
         return data
@@ -130,7 +149,7 @@ def to_json(reports: Sequence[Report]) -> str:
 
 def speed_points(report: Report, line: Line, mode: str) -> list[tuple[int, float]]:
     """(per-core batch, images/s) of every cell of `line` in `mode` that ran."""
-    return [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status == "ok"]
+    return [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status is Status.OK]
 
 
 def accuracy_point(report: Report, line: Line, mode: str) -> tuple[float, str] | None:
@@ -178,8 +197,6 @@ def plot(reports: Sequence[Report], path: Path) -> None:
 
 
 def write_terminal(reports: Sequence[Report]) -> None:
-    from coatbench.render import print_table
-
     for report in reports:
         frame = display_frame(report)
         print_table(frame.to_dict("records"), title=title(report),
@@ -188,13 +205,13 @@ def write_terminal(reports: Sequence[Report]) -> None:
         print_table([], notes=[note])
 
 
-def emit_reports(reports: Sequence[Report], fmt: ReportFormat) -> None:
-    import sys
-
-    if fmt is ReportFormat.TABLE:
+def show_reports(reports: Sequence[Report], fmt: Format, plot_path: Path | None = None) -> None:
+    if fmt is Format.TABLE:
         write_terminal(reports)
-    elif fmt is ReportFormat.CSV:
+    elif fmt is Format.CSV:
         long_frame(reports).to_csv(sys.stdout, index=False)
     else:
-        writer = {ReportFormat.MARKDOWN: to_markdown, ReportFormat.JSON: to_json, ReportFormat.LATEX: to_latex}[fmt]
+        writer = {Format.MARKDOWN: to_markdown, Format.JSON: to_json, Format.LATEX: to_latex}[fmt]
         sys.stdout.write(writer(reports))
+    if plot_path is not None:
+        plot(reports, plot_path)

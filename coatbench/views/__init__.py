@@ -1,0 +1,1 @@
+"""Everything that prints: the only modules that know rich and matplotlib."""

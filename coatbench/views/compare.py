@@ -1,0 +1,78 @@
+"""A comparison of two runs: a table, Markdown for a CI job summary, or
+github-action-benchmark's JSON."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from coatbench.compare import Comparison, RowComparison, Outcome
+from coatbench.options import Format
+from coatbench.views.console import cell_label, emit, markdown, print_json, print_note, signed_percent
+
+ORDER = {Outcome.REGRESSED: 0, Outcome.INCONCLUSIVE: 1, Outcome.IMPROVED: 2, Outcome.NOT_COMPARABLE: 3,
+         Outcome.UNCHANGED: 4}
+
+
+def records(results: Sequence[RowComparison]) -> list[dict[str, str]]:
+    return [
+        {
+            "cell": cell_label(r.spec),
+            "status": r.status.value,
+            "baseline img/s": "-" if r.baseline is None else f"{r.baseline:,.1f}",
+            "current img/s": "-" if r.current is None else f"{r.current:,.1f}",
+            "change": signed_percent(r.change),
+            "p": "-" if r.p_value is None else f"{r.p_value:.2g}",
+            "runs": f"{r.runs[0]}/{r.runs[1]}",
+            "why": r.reason,
+        }
+        for r in sorted(results, key=lambda r: ORDER[r.status])
+    ]
+
+
+def summary(results: Sequence[RowComparison]) -> str:
+    regressed = [r for r in results if r.status is Outcome.REGRESSED]
+    if not regressed:
+        others = (Outcome.UNCHANGED, Outcome.IMPROVED, Outcome.INCONCLUSIVE, Outcome.NOT_COMPARABLE)
+        counts = {s.value: sum(r.status is s for r in results) for s in others}
+        return "No regression (" + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing compared") + ")."
+    return f"{len(regressed)} regression(s): " + "; ".join(
+        f"{cell_label(r.spec)} {signed_percent(r.change)}" for r in regressed
+    )
+
+
+def benchmark_action_json(results: Sequence[RowComparison]) -> list[dict]:
+    """github-action-benchmark's `customBiggerIsBetter` format: one entry per measured cell."""
+    return [
+        {
+            "name": cell_label(r.spec),
+            "unit": "images/s",
+            "value": r.current,
+            "extra": f"{r.status.value}; change {signed_percent(r.change)} vs baseline {r.baseline:,.1f}",
+        }
+        for r in results
+        if r.current is not None
+    ]
+
+
+def show_comparison(comparison: Comparison, fmt: Format) -> None:
+    """The verdict first: regressions, or "No regression" in one line; notes on stderr so that
+    stdout stays one document."""
+    if comparison.note:
+        print_note(comparison.note)
+    results = comparison.results
+    table = records(results)
+    if fmt is Format.JSON:
+        print_json(benchmark_action_json(results))
+    elif fmt is Format.MARKDOWN:
+        changed = any(r.status is not Outcome.UNCHANGED for r in results) or not results
+        sys.stdout.write(f"**{summary(results)}**\n\n" + (markdown(table) if changed else ""))
+    elif fmt is Format.TABLE and not results and comparison.note:
+        return  # the note said it all
+    else:
+        emit(fmt, [dict(r) for r in table], table, title=summary(results))
+
+
+def round_printer(rounds: int) -> Callable[[int, str], None]:
+    """`ab`'s progress: which revision runs in which round, on stderr."""
+    return lambda index, ref: print_note(f"round {index + 1}/{rounds}: {ref.upper()}")

@@ -1,0 +1,102 @@
+"""Console plumbing: where output goes, one-line errors, and records in every `Format`.
+
+Every command prints through `emit`: rich tables for a person, Markdown and LaTeX for a
+document, JSON and CSV for a program. pandas is imported only when a format needs it, so
+that `coatbench --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from coatbench.config import variant_name
+from coatbench.options import Format
+from coatbench.results import Spec
+
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+LEFT_ALIGNED = {"model", "variant", "stage", "cell", "status", "why"}
+
+
+def print_error(message: str) -> None:
+    """One line on stderr; the message is plain text, never rich markup."""
+    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+
+
+def print_note(message: str) -> None:
+    """A line for the person on stderr (progress, what was scaled down), never markup."""
+    err_console.print(Text(message), soft_wrap=True)
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()) -> None:
+    """Rows of already formatted strings (the first row's keys are the columns), then notes."""
+    if title:
+        console.print(Text(title, style="bold"))
+    table = Table()
+    for column in rows[0] if rows else ():
+        table.add_column(column, justify="left" if column in LEFT_ALIGNED else "right")
+    for row in rows:
+        table.add_row(*row.values())
+    if rows:
+        console.print(table)
+    for note in notes:
+        console.print(Text(note), soft_wrap=True)
+
+
+def markdown(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()) -> str:
+    import pandas as pd
+
+    parts = [f"### {title}", ""] if title else []
+    if rows:
+        parts += [pd.DataFrame.from_records(list(rows)).to_markdown(index=False), ""]
+    parts += [f"- {note}" for note in notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def emit(fmt: Format, raw: Sequence[dict], table: Sequence[dict[str, str]], *, title: str = "",
+         notes: Sequence[str] = ()) -> None:
+    """`raw` records as JSON or CSV (nested fields become dotted columns), or the formatted
+    `table` rows for a person (terminal, Markdown or LaTeX)."""
+    if fmt is Format.JSON:
+        print_json(list(raw))
+    elif fmt is Format.CSV:
+        import pandas as pd
+
+        pd.json_normalize(list(raw)).to_csv(sys.stdout, index=False)
+    elif fmt is Format.MARKDOWN:
+        sys.stdout.write(markdown(table, title=title, notes=notes))
+    elif fmt is Format.LATEX:
+        import pandas as pd
+
+        sys.stdout.write(pd.DataFrame.from_records(list(table)).to_latex(index=False, caption=title or None))
+    else:
+        print_table(table, title=title, notes=notes)
+
+
+def signed_percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:+.1f}%"
+
+
+def millions(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1e6:,.1f}M"
+
+
+def billions(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1e9:,.2f}"
+
+
+def cell_label(spec: Spec) -> str:
+    """A cell's name: variant, mode, per-core batch, execution, dtype."""
+    return f"{variant_name(spec.network)} {spec.mode} bs{spec.batch_per_core} {spec.execution} {spec.dtype}"

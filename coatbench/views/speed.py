@@ -1,0 +1,136 @@
+"""A sweep in front of a person: its plan, its progress, its rows as a speed table.
+
+Progress is a rich bar on a terminal, a plain line per cell in a log, nothing with --quiet.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from coatbench.config import variant_name
+from coatbench.options import Format
+from coatbench.results import Row
+from coatbench.views.console import emit, err_console, print_note
+
+if TYPE_CHECKING:
+    from coatbench.harness import Cell
+    from coatbench.sweep import Plan
+
+
+def cell_name(cell: Cell) -> str:
+    return f"{variant_name(cell.config.spec())} {cell.mode.value} bs{cell.batch_size} {cell.execution.value}"
+
+
+def plan_notes(plan: Plan) -> list[str]:
+    """What the plan scaled down and where it continues; where the rows go comes last."""
+    notes = [f"scaled down for the CPU: {note}" for note in plan.scaled_down]
+    if plan.resumed:
+        notes.append(plan.resumed)
+    return notes + [f"results appended to {plan.out}"]
+
+
+def throughput_cell(row: Row) -> str:
+    """"1234.5 +-1.2%" (images/s per core and the 95% CI of the median), or the status."""
+    if not row.ok:
+        return row.status.value.upper()
+    t = row.throughput
+    ci = "" if t.ci95_rel is None else f" +-{t.ci95_rel * 100:.1f}%"
+    return f"{t.images_per_s:,.1f}{ci}"
+
+
+def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
+    table = []
+    for row in rows:
+        spec, ok = row.spec, row.ok
+        peak = row.memory.peak_bytes if row.memory else None
+        mfu = row.compute.mfu if row.compute else None
+        table.append(
+            {
+                "variant": variant_name(spec.network),
+                "mode": spec.mode,
+                "execution": spec.execution,
+                "dtype": spec.dtype,
+                "batch/core": str(spec.batch_per_core),
+                "images/s/core (95% CI)": throughput_cell(row),
+                "step ms": f"{row.throughput.step_time_s * 1e3:.1f}" if ok else "-",
+                "TFLOP/s": f"{row.compute.tflops:.1f}" if ok else "-",
+                "MFU": "-" if mfu is None else f"{mfu:.1%}",
+                "peak mem": f"{peak / 2**30:.2f} GiB" if peak else "-",
+                "compile/1st step": f"{row.timing.first_step_s:.1f} s" if row.timing.first_step_s else "-",
+            }
+        )
+    return table
+
+
+def show_rows(rows: Sequence[Row], fmt: Format, title: str, notes: Sequence[str] = ()) -> None:
+    emit(fmt, [row.to_dict() for row in rows], speed_table(rows), title=title, notes=notes)
+
+
+def show_dry_run(plan: Plan, estimates: Sequence[tuple[Cell, float]], fmt: Format) -> None:
+    """The cells a plan would measure, each with a rough time, and the total."""
+    rows = [
+        {"cell": cell_name(cell), "dtype": cell.dtype.value, "estimate": f"{seconds:,.0f} s"}
+        for cell, seconds in estimates
+    ]
+    total = sum(seconds for _, seconds in estimates)
+    notes = plan_notes(plan)[:-1] + [
+        f"{len(plan.cells)} cells on {plan.env.device_name}, roughly {total / 60:,.1f} min (a guess from MACs, "
+        "not a measurement); nothing was measured"
+    ]
+    raw = [{"cell": r["cell"], "dtype": r["dtype"], "seconds": s} for r, (_, s) in zip(rows, estimates)]
+    emit(fmt, raw, rows, title="Dry run", notes=notes)
+
+
+class _Lines:
+    """Progress as one plain line per finished cell (a log, a CI job)."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def on_start(self, index: int, cell: Cell) -> None:
+        pass
+
+    def on_done(self, index: int, cell: Cell, row: Row) -> None:
+        print_note(f"[{index + 1}/{self.total}] {cell_name(cell)}: {throughput_cell(row)} images/s/core")
+
+
+class _Bar:
+    def __init__(self, bar: Progress, task):
+        self.bar, self.task = bar, task
+
+    def on_start(self, index: int, cell: Cell) -> None:
+        self.bar.update(self.task, description=cell_name(cell))
+
+    def on_done(self, index: int, cell: Cell, row: Row) -> None:
+        self.bar.update(self.task, advance=1)
+
+
+class _Silent:
+    def on_start(self, index: int, cell: Cell) -> None:
+        pass
+
+    def on_done(self, index: int, cell: Cell, row: Row) -> None:
+        pass
+
+
+@contextmanager
+def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
+    """The callbacks (`sweep.SweepProgress`'s two) that show a sweep's progress on stderr."""
+    if quiet:
+        yield _Silent()
+        return
+    for note in plan_notes(plan)[:-1]:
+        print_note(note)
+    if not sys.stderr.isatty():
+        yield _Lines(len(plan.cells))
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as bar:
+        yield _Bar(bar, bar.add_task("measuring", total=len(plan.cells)))
+
