@@ -102,11 +102,13 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     lines = [
-        f"# torch.compile of every knob value ({torch.__version__}, {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'})",
+        f"# torch.compile of every knob value ({torch.__version__}, {name})",
         "",
-        "| variant (coatnet-0, 1 block/stage) | compiled vs eager | rel. error of logits (bf16) | grads vs fp32: compiled / eager bf16 | "
-        "infer compile | train compile | attention ops in the compiled inference step |",
+        "| variant (coatnet-0, 1 block/stage) | compiled vs eager | rel. error of logits (bf16) | "
+        "grads vs fp32: compiled / eager bf16 | infer compile | train compile "
+        "| attention ops in the compiled inference step |",
         "|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)

@@ -32,8 +32,12 @@ def scratch_repo(where: Path) -> Path:
     shutil.copytree(Path(__file__).resolve().parents[1] / "coatbench", repo / "coatbench")
 
     def git(*args: str) -> None:
-        subprocess.run(["git", "-c", "user.email=guard@check", "-c", "user.name=guard", *args],
-                       cwd=repo, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.email=guard@check", "-c", "user.name=guard", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
 
     git("init", "-q")
     git("add", ".")
@@ -42,7 +46,9 @@ def scratch_repo(where: Path) -> Path:
     source = model.read_text()
     if ANCHOR not in source:
         sys.exit(f"guard_check: {ANCHOR.strip()!r} is no longer in coatbench/model.py; update INJECTED/ANCHOR")
-    model.write_text(source.replace("import torch\n", "import time\n\nimport torch\n", 1).replace(ANCHOR, INJECTED + ANCHOR))
+    model.write_text(
+        source.replace("import torch\n", "import time\n\nimport torch\n", 1).replace(ANCHOR, INJECTED + ANCHOR)
+    )
     git("commit", "-qam", "B: injected slowdown")
     return repo
 
@@ -57,18 +63,35 @@ def main() -> None:
 
     from coatbench.hardware import cpu_model, git_sha
 
-    print(f"# Throughput guard check: `python benchmarks/guard_check.py --suite {args.suite} --rounds {args.rounds} "
-          f"--device {args.device}`\n\n{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"coatbench {git_sha() or 'unknown commit'}; interleaved rounds, paired comparison.\n")
+    print(
+        f"# Throughput guard check: `python benchmarks/guard_check.py --suite {args.suite} --rounds {args.rounds} "
+        f"--device {args.device}`\n\n{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"coatbench {git_sha() or 'unknown commit'}; interleaved rounds, paired comparison.\n"
+    )
     ok = True
     with tempfile.TemporaryDirectory(prefix="coatbench-guard-") as tmp:
         repo = scratch_repo(Path(tmp))
         for title, ref_a, want in (("A/A (no change)", "HEAD~1", 0), ("A/B (injected slowdown)", "HEAD~1", 1)):
             ref_b = ref_a if want == 0 else "HEAD"
             out = subprocess.run(
-                [sys.executable, "-m", "coatbench", "ab", ref_a, ref_b, args.suite, "--rounds", str(args.rounds),
-                 "--device", args.device, "--format", "markdown"],
-                cwd=repo, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "coatbench",
+                    "ab",
+                    ref_a,
+                    ref_b,
+                    args.suite,
+                    "--rounds",
+                    str(args.rounds),
+                    "--device",
+                    args.device,
+                    "--format",
+                    "markdown",
+                ],
+                cwd=repo,
+                capture_output=True,
+                text=True,
             )
             if out.returncode not in (0, 1):
                 sys.exit(f"guard_check: coatbench ab failed: {out.stderr.strip()}")

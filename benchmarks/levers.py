@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 
 from coatbench.config import build_config
-from coatbench.harness import Cell, compile_frozen, compile_regions, measure
 from coatbench.hardware import device_name
+from coatbench.harness import Cell, compile_frozen, compile_regions, measure
 from coatbench.model import CoAtNet, build_model
 from coatbench.options import Budget, Dtype, Execution, Mode
 
@@ -47,12 +47,27 @@ def frozen(model: CoAtNet) -> CoAtNet:
 
 # key -> (label, how the model is prepared, how the harness runs the step, modes it applies to)
 LEVERS: dict[str, tuple[str, Callable[[CoAtNet], CoAtNet] | None, Execution, tuple[Mode, ...]]] = {
-    "regional": ("compile, regional (default)", regional, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),  # the baseline: first
+    "regional": (
+        "compile, regional (default)",
+        regional,
+        Execution.EAGER,
+        (Mode.TRAIN, Mode.INFER),
+    ),  # the baseline: first
     "eager": ("eager", None, Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
     "eager-graph": ("eager + CUDA graph", None, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
-    "regional-graph": ("compile, regional + CUDA graph of the whole step", regional, Execution.CUDA_GRAPHS, (Mode.TRAIN, Mode.INFER)),
+    "regional-graph": (
+        "compile, regional + CUDA graph of the whole step",
+        regional,
+        Execution.CUDA_GRAPHS,
+        (Mode.TRAIN, Mode.INFER),
+    ),
     "whole": ("compile, whole model", whole(), Execution.EAGER, (Mode.TRAIN, Mode.INFER)),
-    "whole-reduce-overhead": ("compile, whole model, mode=reduce-overhead", whole(mode="reduce-overhead"), Execution.EAGER, (Mode.INFER,)),
+    "whole-reduce-overhead": (
+        "compile, whole model, mode=reduce-overhead",
+        whole(mode="reduce-overhead"),
+        Execution.EAGER,
+        (Mode.INFER,),
+    ),
     "whole-frozen": ("compile, whole model, frozen (BN folded)", frozen, Execution.EAGER, (Mode.INFER,)),
 }
 
@@ -81,9 +96,11 @@ def main() -> None:
     device = torch.device("cuda")
     config = build_config(args.model)
     lines = [
-        f"# Speed levers: {args.model} at {config.image_size}, bf16, channels-last, {device_name(device)}, torch {torch.__version__}",
+        f"# Speed levers: {args.model} at {config.image_size}, bf16, channels-last, {device_name(device)}, "
+        f"torch {torch.__version__}",
         "",
-        f"Command: `python benchmarks/levers.py --model {args.model} --modes {args.modes} --batch-sizes {args.batch_sizes}`",
+        f"Command: `python benchmarks/levers.py --model {args.model} --modes {args.modes} "
+        f"--batch-sizes {args.batch_sizes}`",
         "",
         "| mode | batch | execution | images/s | vs compile, regional | first step s |",
         "|---|---|---|---|---|---|",
@@ -116,8 +133,11 @@ def main() -> None:
     if "train" in args.modes:
         model = build_model(config, device)
         foreach, fused = optimizer_step_ms(model, foreach=True), optimizer_step_ms(model, fused=True)
-        lines += ["", f"SGD step over {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters: "
-                  f"foreach {foreach:.2f} ms, fused {fused:.2f} ms."]
+        lines += [
+            "",
+            f"SGD step over {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters: "
+            f"foreach {foreach:.2f} ms, fused {fused:.2f} ms.",
+        ]
         print(lines[-1], flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -34,7 +34,7 @@ from triton.testing import do_bench
 
 def depthwise_taps(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """3x3 depthwise conv (padding 1) of a (B, C, H, W) tensor as nine shifted products."""
-    B, C, H, W = x.shape
+    _, C, H, W = x.shape
     Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
     xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (B, H+2, W+2, C)
     w = weight.view(C, 9).t().to(x.dtype)  # (9, C)
@@ -92,14 +92,20 @@ def channels_last_randn(*shape, requires_grad: bool) -> torch.Tensor:
 
 
 def bench_dwconv() -> list[str]:
-    lines = ["| shape (B, C, H, W) | mode | cuDNN dwconv ms | taps ms | speed-up | rel. diff |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| shape (B, C, H, W) | mode | cuDNN dwconv ms | taps ms | speed-up | rel. diff |",
+        "|---|---|---|---|---|---|",
+    ]
     for shape in [(128, 512, 56, 56), (128, 1024, 28, 28), (128, 512, 112, 112)]:
         for train in (False, True):
 
             def make_runs():
                 torch.manual_seed(0)
                 x = channels_last_randn(*shape, requires_grad=train)
-                blocks = [DwBlock(shape[1], taps).cuda().to(memory_format=torch.channels_last).train(train) for taps in (False, True)]
+                blocks = [
+                    DwBlock(shape[1], taps).cuda().to(memory_format=torch.channels_last).train(train)
+                    for taps in (False, True)
+                ]
                 blocks[1].load_state_dict(blocks[0].state_dict())
                 return [lambda block=block: block(x) for block in blocks]
 
@@ -124,7 +130,9 @@ def bench_mask() -> list[str]:
             return F.pad(table.to(q.dtype), (0, (-N) % 8))[None, :, :, :N]
 
         for name, make in [("dense per batch", dense), ("broadcast", broadcast), ("broadcast, padded rows", padded)]:
-            q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+            q, k, v = (
+                torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+            )
             fn = torch.compile(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=make(q)))
             try:
                 fwd = do_bench(lambda: fn(q, k, v), warmup=50, rep=200, return_mode="median")
@@ -160,14 +168,18 @@ def bench_backend() -> list[str]:
     for N, heads, d in [(196, 16, 32), (196, 8, 64), (49, 32, 32)]:
         torch.manual_seed(0)
         table = torch.randn(heads, N, N, device="cuda", requires_grad=True)
-        q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        q, k, v = (
+            torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+        )
         reference = None
         for name, backend in reversed(BACKENDS.items()):  # math first: the reference
             torch._dynamo.reset()
             context = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
             try:
                 with context:
-                    fn = torch.compile(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=table.to(q.dtype)[None]))
+                    fn = torch.compile(
+                        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=table.to(q.dtype)[None])
+                    )
                     table.grad = None
                     out = fn(q, k, v)
                     out.float().square().sum().backward()
@@ -180,7 +192,9 @@ def bench_backend() -> list[str]:
                     diff = ", ".join(f"{relative_difference(a, b):.1e}" for a, b in zip(result, reference))
                 lines.append(f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {bwd:.3f} | {diff} |")
             except Exception as error:  # the result is whether this backend takes the case
-                lines.append(f"| {N}, {heads}, {d} | {name} | not supported: {str(error).splitlines()[0][:90]} | - | - |")
+                lines.append(
+                    f"| {N}, {heads}, {d} | {name} | not supported: {str(error).splitlines()[0][:90]} | - | - |"
+                )
             print(lines[-1], flush=True)
     return lines
 
@@ -200,17 +214,26 @@ def se_project_bmm(y, scale, weight, bias, shortcut):
 
 
 def bench_se_project() -> list[str]:
-    lines = ["| y (B, C4, H, W) -> C | mode | scale + conv ms | per-image bmm ms | speed-up | rel. diff |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| y (B, C4, H, W) -> C | mode | scale + conv ms | per-image bmm ms | speed-up | rel. diff |",
+        "|---|---|---|---|---|---|",
+    ]
     for (B, C4, H, W), C in [((128, 512, 56, 56), 128), ((128, 1024, 28, 28), 256)]:
         for train in (False, True):
 
             def make_runs():
                 torch.manual_seed(0)
-                y, shortcut = channels_last_randn(B, C4, H, W, requires_grad=train), channels_last_randn(B, C, H, W, requires_grad=train)
+                y, shortcut = (
+                    channels_last_randn(B, C4, H, W, requires_grad=train),
+                    channels_last_randn(B, C, H, W, requires_grad=train),
+                )
                 scale = torch.rand(B, C4, 1, 1, device="cuda", dtype=torch.bfloat16, requires_grad=train)
                 weight = (torch.randn(C, C4, 1, 1, device="cuda") / C4**0.5).requires_grad_(train)
                 bias = torch.randn(C, device="cuda", requires_grad=train)
-                return [lambda impl=impl: impl(y, scale, weight, bias, shortcut) for impl in (se_project_conv, se_project_bmm)]
+                return [
+                    lambda impl=impl: impl(y, scale, weight, bias, shortcut)
+                    for impl in (se_project_conv, se_project_bmm)
+                ]
 
             lines.append(compare_pair(f"({B}, {C4}, {H}, {W}) -> {C}", train, make_runs))
     return lines
@@ -219,7 +242,13 @@ def bench_se_project() -> list[str]:
 FLEX_VARIANTS = {
     "flex, default blocks": None,
     "flex, 64x64 blocks, 2 stages": {
-        "BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32, "num_stages": 2,
+        "BLOCK_M": 64,
+        "BLOCK_N": 64,
+        "BLOCK_M1": 32,
+        "BLOCK_N1": 64,
+        "BLOCK_M2": 64,
+        "BLOCK_N2": 32,
+        "num_stages": 2,
     },
 }
 
@@ -232,13 +261,23 @@ def bench_flex() -> list[str]:
     from torch.nn.attention.flex_attention import flex_attention
 
     lines = [
-        "| batch, tokens, heads, d | attention | fwd ms | fwd+bwd ms | fwd+bwd vs SDPA | rel. diff vs SDPA (out, grad of q, grad of bias) |",
+        "| batch, tokens, heads, d | attention | fwd ms | fwd+bwd ms | fwd+bwd vs SDPA "
+        "| rel. diff vs SDPA (out, grad of q, grad of bias) |",
         "|---|---|---|---|---|---|",
     ]
-    for B, N, heads, d in [(128, 196, 16, 32), (128, 49, 32, 32), (8, 196, 12, 32), (8, 49, 24, 32), (128, 196, 8, 64), (128, 49, 16, 64)]:
+    for B, N, heads, d in [
+        (128, 196, 16, 32),
+        (128, 49, 32, 32),
+        (8, 196, 12, 32),
+        (8, 49, 24, 32),
+        (128, 196, 8, 64),
+        (128, 49, 16, 64),
+    ]:
         torch.manual_seed(0)
         bias = torch.randn(heads, N, N, device="cuda", requires_grad=True)
-        q, k, v = (torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        q, k, v = (
+            torch.randn(B, heads, N, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+        )
 
         def sdpa(q, k, v):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype)[None])
@@ -262,14 +301,18 @@ def bench_flex() -> list[str]:
                 fwd = do_bench(lambda: fn(q, k, v), warmup=50, rep=200, return_mode="median")
                 both = do_bench(lambda: fn(q, k, v).sum().backward(), warmup=50, rep=200, return_mode="median")
             except Exception as error:  # the result is whether this configuration compiles
-                lines.append(f"| {B}, {N}, {heads}, {d} | {name} | fails: {str(error).splitlines()[0][-90:]} | - | - | - |")
+                lines.append(
+                    f"| {B}, {N}, {heads}, {d} | {name} | fails: {str(error).splitlines()[0][-90:]} | - | - | - |"
+                )
                 print(lines[-1], flush=True)
                 continue
             if reference is None:
                 reference, sdpa_both, diff = result, both, "-"
             else:
                 diff = ", ".join(f"{relative_difference(a, b):.1e}" for a, b in zip(result, reference))
-            lines.append(f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {both:.3f} | {sdpa_both / both:.2f}x | {diff} |")
+            lines.append(
+                f"| {B}, {N}, {heads}, {d} | {name} | {fwd:.3f} | {both:.3f} | {sdpa_both / both:.2f}x | {diff} |"
+            )
             print(lines[-1], flush=True)
     return lines
 
@@ -278,7 +321,10 @@ SECTIONS = {
     "dwconv": ("depthwise conv + BN + GELU + SE scale, compiled", bench_dwconv),
     "mask": ("relative bias as SDPA mask, compiled", bench_mask),
     "backend": ("SDPA backend for attention with a learnt bias, compiled", bench_backend),
-    "se_project": ("SE scale + project conv + shortcut: conv against per-image batched matmul, compiled", bench_se_project),
+    "se_project": (
+        "SE scale + project conv + shortcut: conv against per-image batched matmul, compiled",
+        bench_se_project,
+    ),
     "flex": ("training attention with a learnt bias: SDPA against FlexAttention, compiled", bench_flex),
 }
 

@@ -1,6 +1,6 @@
 """Where a step's GPU time goes: the top kernels of one coatbench cell, from torch.profiler.
 
-    python benchmarks/profile_step.py [--model coatnet-2] [--mode train] [--batch 128] [--compile] [--norm ln]
+python benchmarks/profile_step.py [--model coatnet-2] [--mode train] [--batch 128] [--compile] [--norm ln]
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def main() -> None:
         torch.cuda.synchronize()
     events = [e for e in prof.key_averages() if e.device_time_total > 0]
     total = sum(e.device_time_total for e in events)
-    print(f"## {args.model} {args.mode} bs{args.batch} {execution.value} bf16: GPU time per step {total / 5 / 1e3:.1f} ms")
+    print(
+        f"## {args.model} {args.mode} bs{args.batch} {execution.value} bf16: GPU time per step {total / 5 / 1e3:.1f} ms"
+    )
     shares: dict[str, float] = {}
     for e in events:
         shares[category(e.key)] = shares.get(category(e.key), 0.0) + e.device_time_total

@@ -36,25 +36,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coatbench-runs-") as tmp:
         out = Path(tmp) / "runs.jsonl"
         for _ in range(args.runs):
-            subprocess.run([sys.executable, "-m", "coatbench", "run", args.suite, "--device", args.device,
-                            "--quiet", "--out", str(out)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "coatbench",
+                    "run",
+                    args.suite,
+                    "--device",
+                    args.device,
+                    "--quiet",
+                    "--out",
+                    str(out),
+                ],
+                check=True,
+                capture_output=True,
+            )
         rows = read_rows(out)
     by_cell: dict[tuple, list] = {}
     for row in rows:
         by_cell.setdefault(run_key(row.env, row.spec), []).append(row)
-    print(f"# Run-to-run spread: `python benchmarks/run_to_run.py --suite {args.suite} --runs {args.runs} "
-          f"--device {args.device}`\n\n{cpu_model()}, coatbench {git_sha() or 'unknown commit'}; "
-          "every run a fresh process, same code.\n")
-    print("| cell | run medians (images/s) | spread of runs | widest CI of one run | "
-          "pooled blocks, slowest vs fastest run: p |")
+    print(
+        f"# Run-to-run spread: `python benchmarks/run_to_run.py --suite {args.suite} --runs {args.runs} "
+        f"--device {args.device}`\n\n{cpu_model()}, coatbench {git_sha() or 'unknown commit'}; "
+        "every run a fresh process, same code.\n"
+    )
+    print(
+        "| cell | run medians (images/s) | spread of runs | widest CI of one run | "
+        "pooled blocks, slowest vs fastest run: p |"
+    )
     print("|---|---|---|---|---|")
     for cell_runs in by_cell.values():
         medians = [float(np.median(r.samples)) for r in cell_runs]
         slow, fast = cell_runs[int(np.argmin(medians))], cell_runs[int(np.argmax(medians))]
         p = mannwhitneyu(slow.samples, fast.samples, alternative="less").pvalue
         widest = max(r.throughput.ci95_rel or float("inf") for r in cell_runs)
-        print(f"| {cell_label(cell_runs[0].spec)} | {', '.join(f'{m:.1f}' for m in medians)} | "
-              f"{max(medians) / min(medians) - 1:+.1%} | +-{widest:.1%} | {p:.1g} |")
+        print(
+            f"| {cell_label(cell_runs[0].spec)} | {', '.join(f'{m:.1f}' for m in medians)} | "
+            f"{max(medians) / min(medians) - 1:+.1%} | +-{widest:.1%} | {p:.1g} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ compiled, where compiled means the same treatment for both: torch.compile of eve
 Differences between the two, kept as they are: timm's `coatnet_N_224` configs use stride-2
 depthwise downsampling, avg-pool shortcuts and an extra pre-logits layer (so their FLOPs
 differ; MFU uses each model's own count); timm's fused attention does not compile on torch
-2.11 (anchors.md), so its compiled cells use its unfused attention and its eager cells its
+2.11 (its relative bias as the attention mask fails with "(*bias): last dimension must be
+contiguous"), so its compiled cells use its unfused attention and its eager cells its
 fused one, each its best working path.
 
-    python benchmarks/vs_timm.py [--models 2,0,3] [--batch-sizes 128,32,256] [--implementations timm,coatbench]
-        [--executions eager,compile+cuda-graphs] [--again] --out results/h100/speed.jsonl --markdown results/h100/speed.md
+    python benchmarks/vs_timm.py [--models 2,0,3] [--batch-sizes 128,32,256]
+        [--implementations timm,coatbench] [--executions eager,compile+cuda-graphs] [--again]
+        --out results/h100/speed.jsonl --markdown results/h100/speed.md
     python benchmarks/vs_timm.py --render results/h100/speed.jsonl --markdown results/h100/speed.md   # no GPU needed
 """
 
@@ -71,8 +73,8 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
     import torch
 
     from coatbench.config import build_config
-    from coatbench.harness import Cell, compile_regions, measure
     from coatbench.hardware import fingerprint, peak_tflops
+    from coatbench.harness import Cell, compile_regions, measure
     from coatbench.options import Budget, Dtype, Execution, Mode
     from coatbench.stats import summarize
 
@@ -90,8 +92,16 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": result.status.value,
         "message": result.message,
-        "spec": {"implementation": implementation, "model": f"coatnet-{n}", "image_size": 224, "mode": mode,
-                 "batch_per_core": batch, "execution": execution, "dtype": "bf16", "channels_last": True},
+        "spec": {
+            "implementation": implementation,
+            "model": f"coatnet-{n}",
+            "image_size": 224,
+            "mode": mode,
+            "batch_per_core": batch,
+            "execution": execution,
+            "dtype": "bf16",
+            "channels_last": True,
+        },
         "first_step_s": result.first_step_s,
         "cell_s": time.perf_counter() - t0,
         "flops_per_image": flops,
@@ -172,13 +182,21 @@ def render(rows: list[dict], command: str) -> str:
 
 
 # Issue 7's bar for coatbench's CoAtNet-2 at 224, per-core batch 128, bf16 (images/s).
-TARGETS = {("train", "eager"): 935, ("infer", "eager"): 3668, ("train", "compile+cuda-graphs"): 1500,
-           ("infer", "compile+cuda-graphs"): 6000}
+TARGETS = {
+    ("train", "eager"): 935,
+    ("infer", "eager"): 3668,
+    ("train", "compile+cuda-graphs"): 1500,
+    ("infer", "compile+cuda-graphs"): 6000,
+}
 
 
 def render_targets(get) -> list[str]:
-    lines = ["## Targets: coatbench CoAtNet-2, per-core batch 128", "", "| mode | execution | target | measured | |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "## Targets: coatbench CoAtNet-2, per-core batch 128",
+        "",
+        "| mode | execution | target | measured | |",
+        "|---|---|---|---|---|",
+    ]
     for (mode, execution), target in TARGETS.items():
         row = get("coatbench", "coatnet-2", mode, 128, execution)
         if row is None or row["status"] != "ok":
@@ -224,10 +242,15 @@ def render_repeats(rows: list[dict]) -> list[str]:
             lines.append(f"- {impl} {code} {model} {mode} {batch} {execution}: {shown} (the table shows the last)")
     if not lines:
         return []
-    return ["## Cells whose runs of the same code disagree by more than 10%", "",
-            "Eager steps at small per-core batches are bound by the host launching kernels, not by the GPU; "
-            "between leases (other hosts) and even within one, their spread is far wider than one run's "
-            "confidence interval. Read their ratios with that in mind.", "", *lines]
+    return [
+        "## Cells whose runs of the same code disagree by more than 10%",
+        "",
+        "Eager steps at small per-core batches are bound by the host launching kernels, not by the GPU; "
+        "between leases (other hosts) and even within one, their spread is far wider than one run's "
+        "confidence interval. Read their ratios with that in mind.",
+        "",
+        *lines,
+    ]
 
 
 def refuse(message: str) -> None:
@@ -246,8 +269,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     for option in ("models", "batch_sizes"):
         values = getattr(args, option).split(",")
         if not all(v.isdigit() and (option == "models" or int(v) > 0) for v in values):
-            refuse(f"--{option.replace('_', '-')} takes comma-separated {'CoAtNet sizes' if option == 'models' else 'positive integers'}, "
-                   f"not {getattr(args, option)!r}")
+            wanted = "CoAtNet sizes" if option == "models" else "positive integers"
+            refuse(f"--{option.replace('_', '-')} takes comma-separated {wanted}, not {getattr(args, option)!r}")
 
 
 def cells_to_measure(args: argparse.Namespace, done: set) -> list[tuple]:
@@ -270,8 +293,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", default="train,infer")
     parser.add_argument("--executions", default=",".join(EXECUTIONS))
     parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
-    parser.add_argument("--again", action="store_true",
-                        help="measure the selected cells again even if --out has them (the table shows the latest run)")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="measure the selected cells again even if --out has them (the table shows the latest run)",
+    )
     parser.add_argument("--out", type=Path, help="JSON Lines file to append to; cells already in it are skipped")
     parser.add_argument("--markdown", type=Path, required=True)
     parser.add_argument("--render", type=Path, help="only re-render the Markdown from this JSON Lines file")
@@ -306,8 +332,11 @@ def main() -> None:
         row = measure_cell(impl, n, mode, batch, execution, device)
         JsonLines(args.out).append([row])
         shown = f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}" if row["status"] == "ok" else row["status"]
-        print(f"[{i}/{len(todo)}] {impl} coatnet-{n} {mode} bs{batch} {execution}: {shown} "
-              f"(first step {row['first_step_s'] or 0:.0f} s, cell {row['cell_s']:.0f} s)", flush=True)
+        print(
+            f"[{i}/{len(todo)}] {impl} coatnet-{n} {mode} bs{batch} {execution}: {shown} "
+            f"(first step {row['first_step_s'] or 0:.0f} s, cell {row['cell_s']:.0f} s)",
+            flush=True,
+        )
         write_atomically(args.markdown, render(read_rows(args.out), command).encode())
 
 

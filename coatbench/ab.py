@@ -25,7 +25,8 @@ from coatbench.results import Row, read_rows
 def _git(*args: str, cwd: Path) -> str:
     out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise CoatbenchError(f"git {' '.join(args)} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+        why = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode
+        raise CoatbenchError(f"git {' '.join(args)} failed: {why}")
     return out.stdout.strip()
 
 
@@ -58,8 +59,17 @@ def run_ab(
                 for name, tree in order:
                     on_round(round_index, name)
                     env = {**os.environ, "PYTHONPATH": str(tree)}
-                    command = [sys.executable, "-m", "coatbench", "run", suite_arg, "--quiet",
-                               "--out", str(Path(tmp) / f"{name}.jsonl"), *extra_args]
+                    command = [
+                        sys.executable,
+                        "-m",
+                        "coatbench",
+                        "run",
+                        suite_arg,
+                        "--quiet",
+                        "--out",
+                        str(Path(tmp) / f"{name}.jsonl"),
+                        *extra_args,
+                    ]
                     out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
                     if out.returncode != 0:
                         tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]

@@ -37,7 +37,12 @@ class AccuracyRecord:
     user: bool = False  # from the user's own file: preferred over the paper
 
     def matches(self, spec: dict, pretrain: str, metric: str = "top1") -> bool:
-        if (self.model, self.image_size, self.pretrain, self.metric) != (spec["model"], spec["image_size"], pretrain, metric):
+        if (self.model, self.image_size, self.pretrain, self.metric) != (
+            spec["model"],
+            spec["image_size"],
+            pretrain,
+            metric,
+        ):
             return False
         default = build_config(self.model, image_size=self.image_size).spec()
         wanted = {**{k: _text(default[k]) for k in ABLATIONS}, **dict(self.knobs)}

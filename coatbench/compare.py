@@ -83,8 +83,9 @@ def _not_comparable(base: list[Row], cur: list[Row], paired: bool) -> str:
     return ""
 
 
-def compare_runs(base: Sequence[float], cur: Sequence[float], threshold: float, alpha: float,
-                 paired: bool = False) -> tuple[Outcome, float, float | None]:
+def compare_runs(
+    base: Sequence[float], cur: Sequence[float], threshold: float, alpha: float, paired: bool = False
+) -> tuple[Outcome, float, float | None]:
     """(status, change, p-value) from each run's median throughput (bigger is better); with
     `paired`, base[i] and cur[i] ran side by side."""
     log_base, log_cur = np.log(np.asarray(base, float)), np.log(np.asarray(cur, float))
@@ -105,8 +106,9 @@ def compare_runs(base: Sequence[float], cur: Sequence[float], threshold: float, 
     return (Outcome.REGRESSED if change < 0 else Outcome.IMPROVED), change, float(p)
 
 
-def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: float = 0.05, alpha: float = 0.01,
-                 paired: bool = False) -> list[RowComparison]:
+def compare_rows(
+    baseline: Sequence[Row], current: Sequence[Row], threshold: float = 0.05, alpha: float = 0.01, paired: bool = False
+) -> list[RowComparison]:
     """Match rows by workload (every row of one is a run of it, in file order) and judge each."""
     base_by: dict[str, list[Row]] = {}
     cur_by: dict[str, list[Row]] = {}
@@ -131,13 +133,15 @@ def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: flo
         status, change, p = compare_runs(base_medians, cur_medians, threshold, alpha, paired)
         one_run = status is Outcome.INCONCLUSIVE and min(runs) < 2
         why = "one run on a side: its run-to-run noise is unknown" if one_run else ""
-        results.append(RowComparison(spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)),
-                                     change, p, runs))
+        results.append(
+            RowComparison(spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)), change, p, runs)
+        )
     return results
 
 
-def compare_files(files: Sequence[Path], baseline: str | None, baselines_dir: Path, threshold: float = 0.05,
-                  alpha: float = 0.01) -> Comparison:
+def compare_files(
+    files: Sequence[Path], baseline: str | None, baselines_dir: Path, threshold: float = 0.05, alpha: float = 0.01
+) -> Comparison:
     """BASELINE CURRENT, or CURRENT with `baseline` a file or "auto" (the one saved in
     `baselines_dir` for the current run's hardware)."""
     if not 0 < alpha < 1:
@@ -154,8 +158,10 @@ def compare_files(files: Sequence[Path], baseline: str | None, baselines_dir: Pa
         base_path = find_baseline(current, baselines_dir)
         if base_path is None:
             hardware = current[0].env.hardware_key
-            return Comparison(note=f"No baseline saved for {hardware}: not comparable, nothing to check "
-                                   "(save one with `coatbench baseline save RESULTS`).")
+            return Comparison(
+                note=f"No baseline saved for {hardware}: not comparable, nothing to check "
+                "(save one with `coatbench baseline save RESULTS`)."
+            )
     return Comparison(compare_rows(load(base_path), current, threshold, alpha))
 
 

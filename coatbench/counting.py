@@ -126,8 +126,21 @@ def fvcore_analysis(model: torch.nn.Module, image: torch.Tensor):
     return analysis
 
 
-def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
-                        transposed, _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+def conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """FLOPs of aten.convolution_backward: grad-input and grad-weight each cost one forward conv.
 
     torch's own formula (2.9-2.13) forgets `groups` in the grad-weight term and counts a

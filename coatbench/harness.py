@@ -173,7 +173,9 @@ def check_cell(cell: Cell, device: torch.device) -> None:
     if device.type == "xla" and cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
         raise CoatbenchError("fp16 training needs loss scaling, which coatbench does not do on XLA: use --dtype bf16")
     if cell.execution.compiles and device.type == "xla":
-        raise CoatbenchError(f"{cell.execution.value} is for CPUs and GPUs: XLA compiles every step itself, use --execution eager")
+        raise CoatbenchError(
+            f"{cell.execution.value} is for CPUs and GPUs: XLA compiles every step itself, use --execution eager"
+        )
     if cell.execution.inference_only and cell.mode is not Mode.INFER:
         raise CoatbenchError(f"{cell.execution.value} measures inference only: use --mode infer")
 
@@ -181,7 +183,9 @@ def check_cell(cell: Cell, device: torch.device) -> None:
 class Blocks:
     """Runs blocks of steps, each timed by the device's ops and closed by its synchronisation."""
 
-    def __init__(self, step: Callable[[], None], ops, deadline: float | None, before_step: Callable[[int], None] | None):
+    def __init__(
+        self, step: Callable[[], None], ops, deadline: float | None, before_step: Callable[[int], None] | None
+    ):
         self.step, self.ops, self.deadline, self.before_step = step, ops, deadline, before_step
         self.steps = 0  # run so far, the first step included
 

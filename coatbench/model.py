@@ -290,4 +290,3 @@ def build_model(config: CoAtNetConfig, device: torch.device | str | None = None)
     """Build on `device` directly (the meta device allocates nothing: used for counting)."""
     with torch.device(device or "cpu"):
         return CoAtNet(config)
-

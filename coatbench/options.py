@@ -107,7 +107,7 @@ CPU_BUDGET = Budget(min_time=1.0, max_time=10.0, block_time=0.0, max_warmup_time
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """"32,64,128" -> (32, 64, 128)."""
+    """ "32,64,128" -> (32, 64, 128)."""
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -118,7 +118,7 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def parse_executions(text: str) -> tuple[Execution, ...]:
-    """"eager,compile" -> (Execution.EAGER, Execution.COMPILE)."""
+    """ "eager,compile" -> (Execution.EAGER, Execution.COMPILE)."""
     try:
         return tuple(Execution(part.strip()) for part in text.split(","))
     except ValueError:
@@ -127,7 +127,7 @@ def parse_executions(text: str) -> tuple[Execution, ...]:
 
 
 def parse_fraction(text: str, option: str) -> float:
-    """"5%" or "0.05" -> 0.05; a fraction strictly between 0 and 1."""
+    """ "5%" or "0.05" -> 0.05; a fraction strictly between 0 and 1."""
     try:
         value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     except ValueError:

@@ -10,8 +10,8 @@ devices) are never compared: each set of conditions gets its own report
 
 from __future__ import annotations
 
-import math
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,7 +65,9 @@ class Verdict:
     execution: str
     dtype: str
     device: str
-    verdict: str  # stronger than claimed | consistent | weaker than claimed | no measurable difference | contradicted | untested
+    # stronger than claimed | consistent | weaker than claimed | no measurable difference | contradicted
+    # | mixed | untested
+    verdict: str
     detail: str
     per_batch: tuple[BatchVerdict, ...] = ()
 
@@ -143,7 +145,14 @@ def _state(m: Measured) -> str:
 
 
 def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
-    where = dict(claim=claim.text, setting=setting.name, mode=mode, execution=report.execution, dtype=report.dtype, device=report.device_name)
+    where = dict(
+        claim=claim.text,
+        setting=setting.name,
+        mode=mode,
+        execution=report.execution,
+        dtype=report.dtype,
+        device=report.device_name,
+    )
     if not per_batch:
         why = "; ".join(missing) or "no measurement"
         return Verdict(**where, verdict="untested", detail=f"untested: {why}")
@@ -153,7 +162,11 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
     claimed = f"{claim.low * 100:.0f}%" + (f"-{claim.high * 100:.0f}%" if claim.high is not None else "+")
     detail = (
         f"claimed {claimed}; measured {measured} [{mode}, {report.execution}, {report.dtype}, {report.device_name}]: "
-        + (verdict if len(kinds) == 1 else "mixed: " + ", ".join(f"{v.verdict} at per-core {v.batch}" for v in per_batch))
+        + (
+            verdict
+            if len(kinds) == 1
+            else "mixed: " + ", ".join(f"{v.verdict} at per-core {v.batch}" for v in per_batch)
+        )
     )
     if missing:
         detail += f" (not measured: {'; '.join(missing)})"
@@ -254,9 +267,12 @@ def disagreements(reports: Sequence[Report]) -> list[str]:
     for report in reports:
         for v in report.verdicts:
             if v.verdict != "untested":
-                by_claim[report.hardware_key, report.torch, v.claim, v.setting, v.mode, v.dtype][v.execution] = v.verdict
+                by_claim[report.hardware_key, report.torch, v.claim, v.setting, v.mode, v.dtype][v.execution] = (
+                    v.verdict
+                )
     return [
-        f"{claim} [{setting}, {mode}]: " + "; ".join(f"{ex}: {verdict}" for ex, verdict in sorted(found.items()))
+        f"{claim} [{setting}, {mode}]: "
+        + "; ".join(f"{ex}: {verdict}" for ex, verdict in sorted(found.items()))
         + " - the execution mode changes the answer"
         for (_, _, claim, setting, mode, _), found in by_claim.items()
         if len(set(found.values())) > 1

@@ -230,7 +230,11 @@ def _build(cls, data: Mapping, where: str, prefix: str):
 
 
 def _convert(hint, value, where: str, name: str):
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    options = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
     if value is None:
         if type(None) in options:
             return None
@@ -245,7 +249,9 @@ def _convert(hint, value, where: str, name: str):
         try:
             return base(value)
         except ValueError:
-            raise CoatbenchError(f"{where}: {name} {value!r} is not one of {', '.join(m.value for m in base)}") from None
+            raise CoatbenchError(
+                f"{where}: {name} {value!r} is not one of {', '.join(m.value for m in base)}"
+            ) from None
     if base is Mapping:
         base = dict
     accepted = _SIMPLE.get(base, (object,))
@@ -304,7 +310,11 @@ class JsonLines:
                 try:
                     values.append((number, json.loads(raw)))
                 except (json.JSONDecodeError, UnicodeDecodeError):
-                    warnings.warn(f"{self.path}:{number}: skipped a broken line (an interrupted write?)", SkippedLineWarning)
+                    warnings.warn(
+                        f"{self.path}:{number}: skipped a broken line (an interrupted write?)",
+                        SkippedLineWarning,
+                        stacklevel=2,
+                    )
         return values
 
 

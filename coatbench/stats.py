@@ -31,7 +31,10 @@ class Summary:
         return {
             "median": self.median,
             "iqr": [self.q1, self.q3],
-            "ci95": [None if math.isnan(self.ci_low) else self.ci_low, None if math.isnan(self.ci_high) else self.ci_high],
+            "ci95": [
+                None if math.isnan(self.ci_low) else self.ci_low,
+                None if math.isnan(self.ci_high) else self.ci_high,
+            ],
             "ci95_rel": None if math.isinf(self.ci_halfwidth_rel) else self.ci_halfwidth_rel,
             "n": self.n,
         }

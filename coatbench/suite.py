@@ -21,6 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+
 @dataclass(frozen=True)
 class SuiteRow:
     label: str
@@ -64,7 +65,9 @@ class Suite:
 
 
 def builtin_suites() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in (files("coatbench") / "suites").iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in (files("coatbench") / "suites").iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -90,7 +93,9 @@ def load_suite(name_or_path: str) -> Suite:
     except CoatbenchError as error:
         raise CoatbenchError(f"{where}: {error}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CoatbenchError(f"{where}: malformed suite ({type(error).__name__}: {error}); see coatbench/suites/table8.toml") from None
+        raise CoatbenchError(
+            f"{where}: malformed suite ({type(error).__name__}: {error}); see coatbench/suites/table8.toml"
+        ) from None
 
 
 def _knobs(entry: dict) -> tuple[tuple[str, object], ...]:
@@ -110,7 +115,9 @@ def parse_suite(name: str, data: dict) -> Suite:
             rows.append(SuiteRow(str(entry.get("label", config.name)), config, knobs))
         if not rows:
             raise CoatbenchError(f"setting {s['name']!r} has no rows")
-        settings.append(Setting(str(s["name"]), s.get("pretrain", "imagenet-1k"), s.get("accuracy_source", ""), tuple(rows)))
+        settings.append(
+            Setting(str(s["name"]), s.get("pretrain", "imagenet-1k"), s.get("accuracy_source", ""), tuple(rows))
+        )
     if not settings:
         raise CoatbenchError("a suite needs at least one [[settings]] table")
     claims = []

@@ -20,11 +20,21 @@ import torch
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
 from coatbench.errors import CoatbenchError
-from coatbench.harness import Cell, Measurement, check_cell, measure
 from coatbench.hardware import fingerprint, peak_tflops, resolve_device
+from coatbench.harness import Cell, Measurement, check_cell, measure
 from coatbench.options import CPU_BUDGET, Budget, DeviceKind, Dtype, Execution, Mode
 from coatbench.results import (
-    Compute, Env, Memory, ModelSize, Row, Status, Throughput, Timing, append_row, read_rows, run_key,
+    Compute,
+    Env,
+    Memory,
+    ModelSize,
+    Row,
+    Status,
+    Throughput,
+    Timing,
+    append_row,
+    read_rows,
+    run_key,
 )
 from coatbench.stats import summarize
 from coatbench.suite import Suite, load_suite
@@ -44,7 +54,7 @@ class Plan:
     scaled_down: tuple[str, ...] = ()  # what the CPU defaults changed, said to the user
     resumed: str = ""  # which file a resumed plan continues, and how far it had got
     previous: tuple[Row, ...] = ()  # the rows already in that file
-    xla: XlaOptions = XlaOptions()
+    xla: XlaOptions = field(default_factory=XlaOptions)
 
 
 def make_plan(
@@ -108,7 +118,9 @@ def make_plan(
     if Mode.INFER in modes:  # with inference asked for too, an inference-only execution skips training
         left_out = {c.execution.value for c in cells if c.execution.inference_only and c.mode is Mode.TRAIN}
         cells = tuple(c for c in cells if not (c.execution.inference_only and c.mode is Mode.TRAIN))
-        notes += [f"{execution} measures inference only: its training cells are left out" for execution in sorted(left_out)]
+        notes += [
+            f"{execution} measures inference only: its training cells are left out" for execution in sorted(left_out)
+        ]
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
     xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
@@ -119,24 +131,15 @@ def make_plan(
 def plan_suite(
     suite_name: str,
     *,
-    device: DeviceKind = DeviceKind.AUTO,
-    batch_sizes: Sequence[int] | None = None,
-    dtype: Dtype | None = None,
     executions: Sequence[Execution] = (Execution.EAGER,),
-    out: Path,
     resume: Path | None = None,
+    **options,
 ) -> tuple[Suite, Plan]:
-    """A suite's cells; with `resume`, only those that file does not hold yet, appended to it."""
+    """A suite's cells (`options` as for `make_plan`); with `resume`, only those that file does
+    not hold yet, appended to it."""
     suite = load_suite(suite_name)
     plan = make_plan(
-        suite.configs,
-        device=device,
-        modes=suite.modes,
-        batch_sizes=batch_sizes,
-        default_batch_sizes=suite.batch_sizes,
-        dtype=dtype,
-        executions=executions,
-        out=out,
+        suite.configs, modes=suite.modes, default_batch_sizes=suite.batch_sizes, executions=executions, **options
     )
     return suite, plan if resume is None else skip_done(plan, read_rows(resume), resume)
 
@@ -161,7 +164,9 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Env, not
         message=result.message,
         spec=cell.spec(env),
         model_size=counted_size,
-        timing=Timing(result.first_step_s, result.warmup_s, result.warmup_steps, result.warmup_stable, result.block_steps),
+        timing=Timing(
+            result.first_step_s, result.warmup_s, result.warmup_steps, result.warmup_stable, result.block_steps
+        ),
         samples=list(result.samples),
         env=env,
         scaled_down=list(notes),
@@ -196,9 +201,10 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Env, not
     )
 
 
-# Rough rates for --dry-run estimates only: compile times as seen on an H100
-# (results/h100/speed.md, "compile/1st step"), sustained TFLOP/s per CPU thread as seen on this
-# project's 2-core CI machine (results/cpu/table8.jsonl).
+# Rough rates for --dry-run estimates only, from committed runs: compile time near the slowest
+# compiled first step in results/h100/table8.jsonl (timing.first_step_s: up to 105 s training,
+# 29 s inference); 15% of the datasheet peak on a GPU (compiled MFU 13-18%, results/h100/speed.md);
+# 0.08 TFLOP/s per CPU thread (compute.tflops 0.16-0.22 on 2 threads, results/cpu/table8.jsonl).
 COMPILE_SECONDS = {Mode.TRAIN: 100.0, Mode.INFER: 35.0}
 CPU_TFLOPS_PER_THREAD = 0.08
 GPU_FRACTION_OF_PEAK = 0.15

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import NamedTuple
 
@@ -83,7 +83,7 @@ class LockStep:
 class XlaOptions:
     strict: bool = False  # fail a cell that recompiles or falls back inside the timed window
     cache_dir: str | None = None  # persistent compilation cache
-    lock_step: LockStep = LockStep()
+    lock_step: LockStep = field(default_factory=LockStep)
 
 
 class LockStepSchedule:
@@ -193,7 +193,9 @@ class XlaOps:
         return int(data[0]) if data else 0
 
     def fallbacks(self) -> dict[str, int]:
-        return {name: int(self.met.counter_value(name)) for name in self.met.counter_names() if name.startswith("aten::")}
+        return {
+            name: int(self.met.counter_value(name)) for name in self.met.counter_names() if name.startswith("aten::")
+        }
 
     def open_window(self) -> None:
         self._window = self.compile_count(), self.fallbacks()
@@ -253,6 +255,6 @@ def platform() -> dict:
 
 
 def device_name(info: dict) -> str:
-    """"XLA:TPU v4" or "XLA:CPU", from `platform()` (known only inside a worker process)."""
+    """ "XLA:TPU v4" or "XLA:CPU", from `platform()` (known only inside a worker process)."""
     version_ = info.get("tpu_version")
     return f"XLA:{info['pjrt_device']}" + ("" if version_ is None else f" v{version_}")

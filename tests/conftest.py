@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -8,13 +9,15 @@ import pytest
 def cli():
     """Run the real `coatbench` entry point in a subprocess; returns the CompletedProcess."""
 
-    def run(*args: str, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(*args: str, cwd=None, timeout: float = 600, env_columns: int | None = None) -> subprocess.CompletedProcess:
+        env = None if env_columns is None else {**os.environ, "COLUMNS": str(env_columns)}
         return subprocess.run(
             [sys.executable, "-m", "coatbench", *args],
             capture_output=True,
             text=True,
             cwd=cwd,
             timeout=timeout,
+            env=env,
         )
 
     return run

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import assert_one_line_error
+
 from coatbench.accuracy import add_record, load, lookup, read_records
 from coatbench.config import build_config
 from coatbench.errors import CoatbenchError
@@ -37,13 +37,24 @@ def test_knob_rows_do_not_match_other_variants():
 
 def test_user_records_win_and_add_validates(tmp_path):
     path = tmp_path / "mine.csv"
-    add_record(path, dict(model="coatnet_2", image_size=224, pretrain="imagenet-1k", metric="top1", value=84.6,
-                          head_size=64, source="my run"))
+    add_record(
+        path,
+        dict(
+            model="coatnet_2",
+            image_size=224,
+            pretrain="imagenet-1k",
+            metric="top1",
+            value=84.6,
+            head_size=64,
+            source="my run",
+        ),
+    )
     records = load([path])
     assert records.lookup(spec(head_size=64), "imagenet-1k", "Table 8").value == 84.6
     with pytest.raises(CoatbenchError, match="head size 48"):
-        add_record(path, dict(model="coatnet-2", image_size=224, pretrain="imagenet-1k", metric="top1", value=80,
-                              head_size=48))
+        add_record(
+            path, dict(model="coatnet-2", image_size=224, pretrain="imagenet-1k", metric="top1", value=80, head_size=48)
+        )
     assert len(read_records(path, user=True)) == 1  # nothing half-written
 
 
@@ -69,7 +80,7 @@ def test_malformed_file_names_the_line(tmp_path, line, message):
 def test_missing_header_column(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("model,value\ncoatnet-2,84\n")
-    with pytest.raises(CoatbenchError, match="bad.csv:1: header lacks image_size"):
+    with pytest.raises(CoatbenchError, match=r"bad\.csv:1: header lacks image_size"):
         read_records(path)
 
 
@@ -78,6 +89,17 @@ def test_accuracy_add_cli(cli, tmp_path):
     ok = cli("accuracy", "add", "coatnet-2", "--norm", "ln", "--top1", "84.3", "--source", "mine", "--file", str(path))
     assert ok.returncode == 0, ok.stderr
     assert "84.3" in path.read_text()
-    bad = cli("accuracy", "add", "coatnet-2", "--top1", "84.3", "--source", "x", "--pretrain", "imagenet-2k",
-              "--file", str(path))
+    bad = cli(
+        "accuracy",
+        "add",
+        "coatnet-2",
+        "--top1",
+        "84.3",
+        "--source",
+        "x",
+        "--pretrain",
+        "imagenet-2k",
+        "--file",
+        str(path),
+    )
     assert_one_line_error(bad, "pretrain must be")

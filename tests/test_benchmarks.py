@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -87,8 +86,20 @@ def test_repeats_compare_runs_of_the_same_code_only():
 
 
 def test_cells_to_measure_skips_done_cells_unless_again():
-    args = vs_timm.parse_arguments(["--models", "2", "--batch-sizes", "128", "--implementations", "coatbench",
-                                    "--out", "x.jsonl", "--markdown", "x.md"])
+    args = vs_timm.parse_arguments(
+        [
+            "--models",
+            "2",
+            "--batch-sizes",
+            "128",
+            "--implementations",
+            "coatbench",
+            "--out",
+            "x.jsonl",
+            "--markdown",
+            "x.md",
+        ]
+    )
     done = {("coatbench", "coatnet-2", "train", 128, "eager")}
     every = vs_timm.cells_to_measure(args, set())
     assert len(every) == 4  # train/infer x eager/compiled, coatbench only
@@ -109,7 +120,11 @@ def test_cells_to_measure_skips_done_cells_unless_again():
 )
 def test_vs_timm_refuses_bad_arguments_in_one_line(argv, needle, tmp_path):
     out = [] if argv == [] else ["--out", str(tmp_path / "x.jsonl")]
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "vs_timm.py"), *argv, *out, "--markdown", str(tmp_path / "x.md")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "vs_timm.py"), *argv, *out, "--markdown", str(tmp_path / "x.md")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert_one_line_error(result, needle)
     assert not (tmp_path / "x.md").exists()

@@ -1,12 +1,24 @@
 import json
 
 import pytest
-
 from conftest import assert_one_line_error
 
 JSON_KEYS = {
-    "model", "image_size", "head_size", "norm", "layout", "blocks", "rel_attn", "downsample",
-    "params", "macs", "flops", "train_flops", "by_stage", "uncounted_ops", "counter",
+    "model",
+    "image_size",
+    "head_size",
+    "norm",
+    "layout",
+    "blocks",
+    "rel_attn",
+    "downsample",
+    "params",
+    "macs",
+    "flops",
+    "train_flops",
+    "by_stage",
+    "uncounted_ops",
+    "counter",
 }
 
 
@@ -64,16 +76,31 @@ def test_bad_input_is_one_line_exit_2(cli, args, needles):
     assert_one_line_error(cli(*args), *needles)
 
 
-def test_help_is_fast_and_lists_commands(cli):
+def test_help_lists_commands(cli):
     result = cli("--help")
     assert result.returncode == 0
     assert "count" in result.stdout and "models" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["count", "speed"])
+def test_every_knob_is_an_option_of_every_command_that_builds_a_model(cli, command):
+    """The knobs are declared once (config.KNOBS); each command that builds a model offers them all."""
+    from coatbench.config import KNOBS
+
+    result = cli(command, "--help", env_columns=200)
+    assert result.returncode == 0, result.stderr
+    for knob in KNOBS:
+        assert knob.option in result.stdout, knob.name
 
 
 def test_help_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys; sys.argv=['coatbench','--help'];\ntry:\n from coatbench.cli import main; main()\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys; sys.argv=['coatbench','--help'];\n"
+        "try:\n from coatbench.cli import main; main()\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"

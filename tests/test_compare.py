@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import assert_one_line_error
-from coatbench.errors import CoatbenchError
+
 from coatbench.compare import compare_rows, compare_runs, find_baseline, save_baselines
+from coatbench.errors import CoatbenchError
 from coatbench.results import Env, ModelSize, Row, Spec, Status, Timing, append_row
 
 TRIALS, BLOCKS = 500, 15
@@ -17,8 +17,10 @@ TRIALS, BLOCKS = 500, 15
 def runs_of(rng, runs: int, run_noise: float, level: float = 1000.0) -> list[list[float]]:
     """Per-block samples of `runs` runs: each run sits at its own level (the machine's state during
     that process, spread `run_noise`), and its blocks scatter 2% around it."""
-    return [list(level * np.exp(run_noise * rng.standard_normal()) * (1 + 0.02 * rng.standard_normal(BLOCKS)))
-            for _ in range(runs)]
+    return [
+        list(level * np.exp(run_noise * rng.standard_normal()) * (1 + 0.02 * rng.standard_normal(BLOCKS)))
+        for _ in range(runs)
+    ]
 
 
 def trial_statuses(slowdown: float, runs: int = 5, run_noise: float = 0.08, seed: int = 0) -> list[str]:
@@ -48,7 +50,10 @@ def test_runs_that_drift_apart_are_not_a_regression():
     """Seen on the 2-core VM (results/cpu/run_to_run.md): runs of the same code 15-30% apart, each
     with tight blocks, which pooled blocks call a regression; one run a side is `inconclusive`."""
     rng = np.random.default_rng(1)
-    base, cur = row(list(92 * (1 + 0.01 * rng.standard_normal(40)))), row(list(78 * (1 + 0.01 * rng.standard_normal(40))))
+    base, cur = (
+        row(list(92 * (1 + 0.01 * rng.standard_normal(40)))),
+        row(list(78 * (1 + 0.01 * rng.standard_normal(40)))),
+    )
     (result,) = compare_rows([base], [cur])
     assert result.status == "inconclusive" and "one run" in result.reason and result.runs == (1, 1)
     assert result.change == pytest.approx(78 / 92 - 1, abs=0.01)
@@ -60,10 +65,13 @@ def test_paired_rounds_cancel_a_drift_that_both_sides_share():
     alarms, caught = 0, 0
     for _ in range(200):
         states = rng.choice([78.0, 92.0], size=5)
-        noisy = lambda level: [row(list(level * (1 + 0.02 * rng.standard_normal(BLOCKS))))]  # noqa: E731
-        a = sum((noisy(s) for s in states), [])
-        alarms += compare_rows(a, sum((noisy(s) for s in states), []), paired=True)[0].status == "regressed"
-        caught += compare_rows(a, sum((noisy(0.85 * s) for s in states), []), paired=True)[0].status == "regressed"
+
+        def noisy(levels):
+            return [row(list(level * (1 + 0.02 * rng.standard_normal(BLOCKS)))) for level in levels]
+
+        a = noisy(states)
+        alarms += compare_rows(a, noisy(states), paired=True)[0].status == "regressed"
+        caught += compare_rows(a, noisy(0.85 * states), paired=True)[0].status == "regressed"
     assert alarms <= 2 and caught >= 190
 
 
@@ -79,19 +87,38 @@ def row(samples, hardware="cuda:NVIDIA H100 x1", torch="2.11", batch=64, status=
     """A result row (no throughput: compare reads the samples) on the machine `hardware` names."""
     device_type, rest = hardware.split(":", 1)
     name, count = rest.rsplit(" x", 1)
-    network = {"model": "coatnet-2", "image_size": 224, "head_size": 32, "norm": "bn", "layout": "2,2,6,14,2",
-               "blocks": "C-C-T-T", "rel_attn": True, "downsample": "conv", "num_classes": 1000}
+    network = {
+        "model": "coatnet-2",
+        "image_size": 224,
+        "head_size": 32,
+        "norm": "bn",
+        "layout": "2,2,6,14,2",
+        "blocks": "C-C-T-T",
+        "rel_attn": True,
+        "downsample": "conv",
+        "num_classes": 1000,
+    }
     spec = Spec(network, "train", batch, int(count), device_type, "bf16", "eager", True, "randn", "SGD")
     env = Env("0.1.0", None, "3.11", torch, None, None, None, device_type, name, int(count), "cpu", 2, 2)
-    return Row("2026-11-27T00:00:00+00:00", Status(status), "", spec, ModelSize(1, 1, 2, 6),
-               Timing(1.0, 1.0, 2, True, 1), list(samples), env)
+    return Row(
+        "2026-11-27T00:00:00+00:00",
+        Status(status),
+        "",
+        spec,
+        ModelSize(1, 1, 2, 6),
+        Timing(1.0, 1.0, 2, True, 1),
+        list(samples),
+        env,
+    )
 
 
 def test_not_comparable_reasons():
     base = [row([1.0] * 5)]
     assert compare_rows(base, [row([1.0] * 5, hardware="cuda:A100 x1")])[0].reason.startswith("different hardware")
     assert "different torch" in compare_rows(base, [row([1.0] * 5, torch="2.12")])[0].reason
-    assert compare_rows(base, [row([], status="oom")])[0].reason == "the current run has no samples (oom) in 1 of 1 run(s)"
+    assert (
+        compare_rows(base, [row([], status="oom")])[0].reason == "the current run has no samples (oom) in 1 of 1 run(s)"
+    )
     assert "differ in number" in compare_rows(base, [row([1.0] * 5)] * 2, paired=True)[0].reason
     both = compare_rows(base, [row([1.0] * 5, batch=128)])
     assert {r.reason for r in both} == {"missing in the baseline", "missing in the current run"}
@@ -160,15 +187,22 @@ def test_ab_runs_each_revision_from_its_own_tree_interleaved(cli, tmp_path):
     here (`python benchmarks/guard_check.py` runs a real A/A and an injected slowdown)."""
     repo = tmp_path / "repo"
     shutil.copytree(Path(__file__).resolve().parents[1] / "coatbench", repo / "coatbench")
-    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a],  # noqa: E731
-                                    cwd=repo, check=True, capture_output=True)
+
+    def git(*a):
+        return subprocess.run(
+            ["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=repo, check=True, capture_output=True
+        )
+
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "A")
     suite = repo / "coatbench" / "suites" / "ci-cpu.toml"
-    suite.write_text(suite.read_text().replace(
-        '  { label = "norm BN -> LN", norm = "ln" },\n',
-        '  { label = "norm BN -> LN", norm = "ln" },\n  { label = "no rel attn", rel_attn = false },\n'))
+    suite.write_text(
+        suite.read_text().replace(
+            '  { label = "norm BN -> LN", norm = "ln" },\n',
+            '  { label = "norm BN -> LN", norm = "ln" },\n  { label = "no rel attn", rel_attn = false },\n',
+        )
+    )
     git("commit", "-qam", "B: one row more")
     result = cli("ab", "HEAD~1", "HEAD", "ci-cpu", "--rounds", "2", "--device", "cpu", "--format", "markdown", cwd=repo)
     assert result.returncode in (0, 1), result.stderr

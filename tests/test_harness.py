@@ -2,8 +2,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import assert_one_line_error
+
 from coatbench.config import build_config
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, check_cell, measure
@@ -39,6 +39,7 @@ def test_xla_out_of_memory_is_a_result_and_other_errors_are_not_hidden():
         def hook(step):
             if step == 2:
                 raise RuntimeError(message)
+
         return hook
 
     exhausted = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.00G (injected)"
@@ -50,8 +51,9 @@ def test_xla_out_of_memory_is_a_result_and_other_errors_are_not_hidden():
 
 def test_warm_up_on_one_process_ends_when_two_blocks_agree():
     """The 'nothing compiled for a few blocks' rule is for XLA's lock-step processes only."""
-    patient = Budget(min_time=0.05, max_time=0.5, block_time=0.05, max_warmup_time=5.0, min_samples=3,
-                     warmup_tolerance=10.0)
+    patient = Budget(
+        min_time=0.05, max_time=0.5, block_time=0.05, max_warmup_time=5.0, min_samples=3, warmup_tolerance=10.0
+    )
     result = measure(Cell(TINY, Mode.INFER, 1, Dtype.FP32), CPU, patient)
     # the first step, the step that sizes the blocks (the first reference), one block that agrees with it
     assert result.warmup_stable and result.warmup_steps == 2 + result.block_steps
@@ -96,21 +98,38 @@ def test_folded_bn_computes_the_same_function():
 
 
 def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
-    plan = make_plan([TINY], device=DeviceKind.CPU, batch_sizes=[1], executions=[Execution.EAGER, Execution.COMPILE_FOLDED_BN],
-                     out=tmp_path / "r.jsonl")
+    plan = make_plan(
+        [TINY],
+        device=DeviceKind.CPU,
+        batch_sizes=[1],
+        executions=[Execution.EAGER, Execution.COMPILE_FOLDED_BN],
+        out=tmp_path / "r.jsonl",
+    )
     cells = [(c.execution, c.mode) for c in plan.cells]
-    assert cells == [(Execution.EAGER, Mode.TRAIN), (Execution.EAGER, Mode.INFER), (Execution.COMPILE_FOLDED_BN, Mode.INFER)]
+    assert cells == [
+        (Execution.EAGER, Mode.TRAIN),
+        (Execution.EAGER, Mode.INFER),
+        (Execution.COMPILE_FOLDED_BN, Mode.INFER),
+    ]
     assert any("inference only" in note for note in plan.scaled_down)
 
 
 def test_sweep_records_oom_and_goes_on(tmp_path):
-    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3],
-                     min_time=0.05, max_time=0.3, out=tmp_path / "r.jsonl")
+    plan = make_plan(
+        [TINY],
+        device=DeviceKind.CPU,
+        modes=[Mode.INFER],
+        batch_sizes=[1, 2, 3],
+        min_time=0.05,
+        max_time=0.3,
+        out=tmp_path / "r.jsonl",
+    )
 
     def measure_with_fault(cell, device, budget):
         def fault(step):
             if cell.batch_size == 2:
                 raise torch.OutOfMemoryError("injected")
+
         return measure(cell, device, budget, before_step=fault)
 
     result = run_sweep(plan, measure_cell=measure_with_fault)
@@ -121,8 +140,15 @@ def test_sweep_records_oom_and_goes_on(tmp_path):
 
 
 def test_interrupted_sweep_keeps_finished_cells(tmp_path):
-    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3],
-                     min_time=0.05, max_time=0.3, out=tmp_path / "r.jsonl")
+    plan = make_plan(
+        [TINY],
+        device=DeviceKind.CPU,
+        modes=[Mode.INFER],
+        batch_sizes=[1, 2, 3],
+        min_time=0.05,
+        max_time=0.3,
+        out=tmp_path / "r.jsonl",
+    )
 
     def interrupt_third(cell, device, budget):
         if cell.batch_size == 3:
@@ -138,22 +164,68 @@ def test_cpu_plan_says_what_it_scaled_down(tmp_path):
     plan = make_plan([TINY], device=DeviceKind.CPU, out=tmp_path / "r.jsonl")
     assert {c.batch_size for c in plan.cells} == {1, 2}
     assert any("batch sizes 32,64,128,256 -> 1,2" in note for note in plan.scaled_down)
-    explicit = make_plan([TINY], device=DeviceKind.CPU, batch_sizes=[4], dtype=Dtype.FP32,
-                         min_time=1, out=tmp_path / "r.jsonl")
+    explicit = make_plan(
+        [TINY], device=DeviceKind.CPU, batch_sizes=[4], dtype=Dtype.FP32, min_time=1, out=tmp_path / "r.jsonl"
+    )
     assert explicit.scaled_down == ()
 
 
-ROW_FIELDS = {"schema", "timestamp", "status", "spec", "model_size", "timing", "samples", "env",
-              "throughput", "compute", "memory"}
-SPEC_FIELDS = {"model", "image_size", "head_size", "norm", "layout", "blocks", "rel_attn", "downsample",
-               "mode", "batch_per_core", "global_batch", "devices", "device", "dtype", "execution",
-               "channels_last", "input"}
+ROW_FIELDS = {
+    "schema",
+    "timestamp",
+    "status",
+    "spec",
+    "model_size",
+    "timing",
+    "samples",
+    "env",
+    "throughput",
+    "compute",
+    "memory",
+}
+SPEC_FIELDS = {
+    "model",
+    "image_size",
+    "head_size",
+    "norm",
+    "layout",
+    "blocks",
+    "rel_attn",
+    "downsample",
+    "mode",
+    "batch_per_core",
+    "global_batch",
+    "devices",
+    "device",
+    "dtype",
+    "execution",
+    "channels_last",
+    "input",
+}
 
 
 def test_speed_cli_json_rows(cli, tmp_path):
     out = tmp_path / "speed.jsonl"
-    result = cli("speed", "coatnet-0", "--device", "cpu", "--mode", "infer", "--batch-sizes", "1,2",
-                 "--image-size", "64", "--min-time", "0.2", "--max-time", "1", "--format", "json", "--out", str(out))
+    result = cli(
+        "speed",
+        "coatnet-0",
+        "--device",
+        "cpu",
+        "--mode",
+        "infer",
+        "--batch-sizes",
+        "1,2",
+        "--image-size",
+        "64",
+        "--min-time",
+        "0.2",
+        "--max-time",
+        "1",
+        "--format",
+        "json",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 2 and [r["spec"]["batch_per_core"] for r in rows] == [1, 2]
@@ -191,7 +263,7 @@ def test_torch_xla_pairing_is_checked():
     from coatbench.xla import check_pair
 
     check_pair("2.9.0+cu128", "2.9.0")
-    with pytest.raises(CoatbenchError, match="torch_xla 2.9.0 does not run on torch 2.13.0"):
+    with pytest.raises(CoatbenchError, match=r"torch_xla 2\.9\.0 does not run on torch 2\.13\.0"):
         check_pair("2.13.0+cpu", "2.9.0")
 
 
@@ -205,8 +277,12 @@ def test_xla_without_torch_xla_is_a_clear_error(cli):
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["run", "ci-cpu", "--execution", "jit", "--dry-run"], ["--execution", "compile+cuda-graphs", "compile-folded-bn"]),
+        (
+            ["run", "ci-cpu", "--execution", "jit", "--dry-run"],
+            ["--execution", "compile+cuda-graphs", "compile-folded-bn"],
+        ),
         (["speed", "--device", "cpu", "--xla-cache", "/tmp/x"], ["--xla-cache applies to --device xla"]),
+        (["speed", "--device", "cpu", "--strict"], ["--strict applies to --device xla"]),
     ],
 )
 def test_execution_and_xla_cache_bad_input(cli, args, needles):

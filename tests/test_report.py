@@ -2,8 +2,8 @@ import json
 import math
 
 import pytest
-
 from conftest import assert_one_line_error
+
 from coatbench.accuracy import load
 from coatbench.counting import ModelCount
 from coatbench.errors import CoatbenchError
@@ -44,17 +44,19 @@ def table8():
 def test_report_joins_accuracy_and_changes(table8):
     speeds = {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0, ("ImageNet-1K", "norm BN -> LN", "train"): 700.0}
     (report,) = build_reports(table8, rows_for(table8, speeds), load())
-    lines = {(l.setting, l.label): l for l in report.lines}
-    assert [l.accuracy.value for l in report.lines] == [84.1, 83.9, 84.1, 87.9, 87.8]
+    lines = {(line.setting, line.label): line for line in report.lines}
+    assert [line.accuracy.value for line in report.lines] == [84.1, 83.9, 84.1, 87.9, 87.8]
     head64 = lines["ImageNet-1K", "head size 32 -> 64"].cells["train", 64]
     assert head64.change == pytest.approx(0.15, abs=0.005) and head64.uncertainty < 0.01
     assert lines["ImageNet-1K", "CoAtNet-2"].cells["train", 64].change is None  # the baseline
 
 
 def test_verdicts(table8):
-    speeds = {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0,  # +15%: consistent with "significant"
-              ("ImageNet-1K", "norm BN -> LN", "train"): 700.0,  # BN +43%: stronger than 10-20%
-              ("ImageNet-1K", "norm BN -> LN", "infer"): 950.0}  # BN +5%: weaker
+    speeds = {
+        ("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0,  # +15%: consistent with "significant"
+        ("ImageNet-1K", "norm BN -> LN", "train"): 700.0,  # BN +43%: stronger than 10-20%
+        ("ImageNet-1K", "norm BN -> LN", "infer"): 950.0,
+    }  # BN +5%: weaker
     (report,) = build_reports(table8, rows_for(table8, speeds), load())
     got = {(v.claim.split()[0], v.setting, v.mode): v.verdict for v in report.verdicts}
     assert got["head", "ImageNet-1K", "train"] == "consistent"
@@ -68,8 +70,13 @@ def test_verdicts(table8):
 
 @pytest.mark.parametrize(
     "change, u, verdict",
-    [(0.15, 0.01, "consistent"), (0.30, 0.02, "stronger than claimed"), (0.05, 0.01, "weaker than claimed"),
-     (0.01, 0.02, "no measurable difference"), (-0.10, 0.02, "contradicted")],
+    [
+        (0.15, 0.01, "consistent"),
+        (0.30, 0.02, "stronger than claimed"),
+        (0.05, 0.01, "weaker than claimed"),
+        (0.01, 0.02, "no measurable difference"),
+        (-0.10, 0.02, "contradicted"),
+    ],
 )
 def test_classify(change, u, verdict):
     assert classify(change, u, Claim("bn", (), "baseline", 0.10, 0.20)) == verdict
@@ -89,21 +96,23 @@ def test_accuracy_plot_says_which_batch_a_point_ran_at(table8):
     status = {("ImageNet-21K -> 1K", "CoAtNet-3", "train", b): "oom" for b in (128, 256)}
     speeds = {("ImageNet-21K -> 1K", "CoAtNet-3", "train"): 200.0}
     (report,) = build_reports(table8, rows_for(table8, speeds, status=status), load())
-    lines = {(l.setting, l.label): l for l in report.lines}
+    lines = {(line.setting, line.label): line for line in report.lines}
     rate, label = accuracy_point(report, lines["ImageNet-21K -> 1K", "CoAtNet-3"], "train")
     assert rate == pytest.approx(200.0, rel=0.01) and label == "CoAtNet-3 (train, per-core 64)"
     assert accuracy_point(report, lines["ImageNet-21K -> 1K", "CoAtNet-3"], "infer")[1] == "CoAtNet-3 (infer)"
 
 
 def test_hardware_is_never_mixed(table8):
-    rows = rows_for(table8, {}) + rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 500.0}, device="NVIDIA A100-SXM4-80GB")
+    rows = rows_for(table8, {}) + rows_for(
+        table8, {("ImageNet-1K", "norm BN -> LN", "train"): 500.0}, device="NVIDIA A100-SXM4-80GB"
+    )
     reports = build_reports(table8, rows, load())
     assert sorted(r.device_name for r in reports) == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
     h100 = next(r for r in reports if "H100" in r.device_name)
-    ln_h100 = next(l for l in h100.lines if l.label == "norm BN -> LN" and l.setting == "ImageNet-1K")
+    ln_h100 = next(line for line in h100.lines if line.label == "norm BN -> LN" and line.setting == "ImageNet-1K")
     assert ln_h100.cells["train", 32].images_per_s == pytest.approx(1000, rel=0.01)  # no A100 run pooled in
     a100 = next(r for r in reports if "A100" in r.device_name)
-    ln = next(l for l in a100.lines if l.label == "norm BN -> LN" and l.setting == "ImageNet-1K")
+    ln = next(line for line in a100.lines if line.label == "norm BN -> LN" and line.setting == "ImageNet-1K")
     assert ln.cells["train", 32].change == pytest.approx(-0.5, abs=0.01)  # against the A100's own baseline
 
 
@@ -112,11 +121,13 @@ def test_several_runs_of_a_cell_are_all_used(table8):
     once = rows_for(table8, {head64: 1150.0})
     (single,) = build_reports(table8, once, load())
     (double,) = build_reports(table8, once + rows_for(table8, {head64: 1500.0}), load())
-    cell = lambda report: next(l for l in report.lines if l.label == head64[1]).cells["train", 64]  # noqa: E731
+    cell = lambda report: next(line for line in report.lines if line.label == head64[1]).cells["train", 64]  # noqa: E731
     assert len(cell(double).runs) == 2 and cell(double).images_per_s == pytest.approx(math.sqrt(1150 * 1500), rel=0.01)
     assert cell(double).change == pytest.approx(math.sqrt(1.15 * 1.5) - 1, abs=0.01)
     assert cell(double).uncertainty > 0.1 > cell(single).uncertainty  # the runs disagree: so does the interval
-    assert "one run per cell" in to_markdown([single]) and "over the runs of each cell (up to 2" in to_markdown([double])
+    assert "one run per cell" in to_markdown([single]) and "over the runs of each cell (up to 2" in to_markdown(
+        [double]
+    )
 
 
 def test_eager_and_compiled_disagreement_is_said(table8):
@@ -131,7 +142,7 @@ def test_eager_and_compiled_disagreement_is_said(table8):
 def test_missing_accuracy_is_a_dash_with_a_footnote():
     suite = load_suite("ci-cpu")
     (report,) = build_reports(suite, rows_for(suite, {}), load())
-    assert all(l.accuracy is None for l in report.lines)
+    assert all(line.accuracy is None for line in report.lines)
     markdown = to_markdown([report])
     assert "| -  " in markdown or "| - |" in markdown
     assert "no accuracy recorded" in markdown
@@ -196,3 +207,17 @@ def test_dry_run_and_resume(cli, tmp_path):
     out.write_text("\n".join(lines[:4]) + "\n")  # as if the sweep had stopped after 4 cells
     again = cli("run", "ci-cpu", "--device", "cpu", "--batch-sizes", "1", "--resume", str(out), "--dry-run")
     assert "4 of 6 cells already there" in again.stdout + again.stderr and "2 cells" in again.stdout
+
+
+def test_runs_under_other_conditions_are_never_pooled(table8):
+    """The same variant measured with and without channels-last (or on more devices, or with
+    another torch) is another cell: each set of conditions gets its own report."""
+    head64 = ("ImageNet-1K", "head size 32 -> 64", "train")
+    rows = rows_for(table8, {}) + rows_for(table8, {head64: 1500.0}, channels_last=False)
+    reports = build_reports(table8, rows, load())
+    assert sorted(r.channels_last for r in reports) == [False, True]
+    for report in reports:
+        cell = next(line for line in report.lines if line.label == head64[1]).cells["train", 64]
+        assert len(cell.runs) == 1
+        assert cell.images_per_s == pytest.approx(1000.0 if report.channels_last else 1500.0, rel=0.01)
+    assert "contiguous" in to_markdown(reports) and "channels-last" in to_markdown(reports)

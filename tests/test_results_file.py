@@ -59,7 +59,8 @@ def test_killed_writer_leaves_a_readable_file(tmp_path):
     path = tmp_path / "runs.jsonl"
     code = (
         "import sys; from coatbench.results import JsonLines\n"
-        "for i in range(100000): JsonLines(sys.argv[1]).append([{'spec': {'i': i}, 'status': 'ok', 'pad': 'x' * 20000}])\n"
+        "for i in range(100000):\n"
+        "    JsonLines(sys.argv[1]).append([{'spec': {'i': i}, 'status': 'ok', 'pad': 'x' * 20000}])\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
     deadline = time.time() + 30

@@ -11,16 +11,31 @@ torch_xla = pytest.importorskip("torch_xla")
 import torch  # noqa: E402
 
 from coatbench.config import build_config  # noqa: E402
-from coatbench.harness import Budget, Cell, measure  # noqa: E402
+from coatbench.harness import Cell, measure  # noqa: E402
 from coatbench.options import Dtype, Mode  # noqa: E402
+from coatbench.xla import LockStep, XlaOps, XlaOptions  # noqa: E402
 
 TINY = ["coatnet-0", "--image-size", "32", "--layout", "1,1,1,1,1", "--num-classes", "10"]
 
 
 def test_sweep_on_two_xla_cores(cli, tmp_path):
     out = tmp_path / "xla.jsonl"
-    result = cli("speed", *TINY, "--device", "xla", "--batch-sizes", "2", "--mode", "both",
-                 "--format", "json", "--out", str(out), "--quiet", "--strict")
+    result = cli(
+        "speed",
+        *TINY,
+        "--device",
+        "xla",
+        "--batch-sizes",
+        "2",
+        "--mode",
+        "both",
+        "--format",
+        "json",
+        "--out",
+        str(out),
+        "--quiet",
+        "--strict",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout)
     assert [r["spec"]["mode"] for r in rows] == ["train", "infer"]
@@ -51,17 +66,22 @@ def test_guard_flags_a_recompilation_inside_the_timed_window():
 
     device = torch_xla.device()
     config = build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10)
-    budget = Budget(fixed_block_steps=2, fixed_warmup_blocks=6, fixed_timed_blocks=6)
-    steady = measure(Cell(config, Mode.INFER, 2, Dtype.BF16, channels_last=False), device, budget)
+    lock_step = LockStep(block_steps=2, max_warmup_blocks=6, timed_blocks=6)
+    ops = lambda strict=False: XlaOps(XlaOptions(strict=strict, lock_step=lock_step))  # noqa: E731
+    steady = measure(Cell(config, Mode.INFER, 2, Dtype.BF16, channels_last=False), device, ops=ops())
     assert steady.xla["compiles_in_window"] == 0 and not steady.xla["suspect"]
     # warm-up ends by step 2 + 6 x 2 = 14 at the latest and timing runs to step 26: change at 16
     model = ShapeShift(build_model(config, device), after=16)
-    flagged = measure(Cell(config, Mode.INFER, 2, Dtype.BF16, channels_last=False), device, budget, model=model)
+    flagged = measure(Cell(config, Mode.INFER, 2, Dtype.BF16, channels_last=False), device, ops=ops(), model=model)
     assert flagged.xla["suspect"] and flagged.xla["compiles_in_window"] >= 1
     assert "recompilation" in flagged.message and flagged.status == "ok"
     # batch 4 cut to 3: shapes this process has not compiled yet
-    strict = measure(Cell(config, Mode.INFER, 4, Dtype.BF16, channels_last=False), device,
-                     Budget(**{**budget.__dict__, "strict": True}), model=ShapeShift(build_model(config, device), 16, keep=3))
+    strict = measure(
+        Cell(config, Mode.INFER, 4, Dtype.BF16, channels_last=False),
+        device,
+        ops=ops(strict=True),
+        model=ShapeShift(build_model(config, device), 16, keep=3),
+    )
     assert strict.status == "failed"
 
 
@@ -69,3 +89,22 @@ def test_installed_pair_is_accepted():
     from coatbench import xla
 
     xla.check_install()  # this venv: torch 2.9.0 + torch_xla 2.9.0
+
+
+def test_resume_of_an_xla_sweep_measures_nothing_again(cli, tmp_path):
+    """The rows of an XLA sweep name the devices its workers saw (XLA:CPU x2); resuming must
+    key the plan's cells the same way, or every cell would be measured again."""
+    suite = tmp_path / "one.toml"
+    suite.write_text(
+        'modes = ["infer"]\nbatch_sizes = [2]\n[[settings]]\nname = "x"\nmodel = "coatnet-0"\n'
+        'image_size = 32\nrows = [{ layout = "1,1,1,1,1" }]\n'
+    )
+    out = tmp_path / "xla.jsonl"
+    first = cli("run", str(suite), "--device", "xla", "--out", str(out), "--quiet")
+    assert first.returncode == 0, first.stderr[-3000:]
+    measured = out.read_text()
+    assert measured.count("\n") == 1 and '"status":"ok"' in measured
+    again = cli("run", str(suite), "--device", "xla", "--resume", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 of 1 cells already there" in again.stderr + again.stdout
+    assert out.read_text() == measured  # nothing measured, nothing appended

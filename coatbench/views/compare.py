@@ -6,12 +6,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from coatbench.compare import Comparison, RowComparison, Outcome
+from coatbench.compare import Comparison, Outcome, RowComparison
 from coatbench.options import Format
 from coatbench.views.console import cell_label, emit, markdown, print_json, print_note, signed_percent
 
-ORDER = {Outcome.REGRESSED: 0, Outcome.INCONCLUSIVE: 1, Outcome.IMPROVED: 2, Outcome.NOT_COMPARABLE: 3,
-         Outcome.UNCHANGED: 4}
+ORDER = {
+    Outcome.REGRESSED: 0,
+    Outcome.INCONCLUSIVE: 1,
+    Outcome.IMPROVED: 2,
+    Outcome.NOT_COMPARABLE: 3,
+    Outcome.UNCHANGED: 4,
+}
 
 
 def records(results: Sequence[RowComparison]) -> list[dict[str, str]]:

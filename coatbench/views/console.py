@@ -65,8 +65,9 @@ def markdown(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence
     return "\n".join(parts).rstrip() + "\n"
 
 
-def emit(fmt: Format, raw: Sequence[dict], table: Sequence[dict[str, str]], *, title: str = "",
-         notes: Sequence[str] = ()) -> None:
+def emit(
+    fmt: Format, raw: Sequence[dict], table: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()
+) -> None:
     """`raw` records as JSON or CSV (nested fields become dotted columns), or the formatted
     `table` rows for a person (terminal, Markdown or LaTeX)."""
     if fmt is Format.JSON:

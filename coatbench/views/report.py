@@ -149,7 +149,9 @@ def to_json(reports: Sequence[Report]) -> str:
 
 def speed_points(report: Report, line: Line, mode: str) -> list[tuple[int, float]]:
     """(per-core batch, images/s) of every cell of `line` in `mode` that ran."""
-    return [(b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status is Status.OK]
+    return [
+        (b, line.cells[mode, b].images_per_s) for b in report.batch_sizes if line.cells[mode, b].status is Status.OK
+    ]
 
 
 def accuracy_point(report: Report, line: Line, mode: str) -> tuple[float, str] | None:
@@ -182,14 +184,25 @@ def plot(reports: Sequence[Report], path: Path) -> None:
                     rate, label = placed
                     right.scatter(rate, line.accuracy.value, marker="o" if mode == report.modes[0] else "s")
                     lift = 4 if mode == report.modes[0] else -9  # train above, infer below: equal top-1s overlap
-                    right.annotate(label, (rate, line.accuracy.value), fontsize=7, xytext=(3, lift), textcoords="offset points")
-        left.set(xscale="log", yscale="log", xlabel="per-core batch size", ylabel="images/s per core",
-                 title=f"{report.device_name}, {report.execution}, {report.dtype}")
+                    right.annotate(
+                        label, (rate, line.accuracy.value), fontsize=7, xytext=(3, lift), textcoords="offset points"
+                    )
+        left.set(
+            xscale="log",
+            yscale="log",
+            xlabel="per-core batch size",
+            ylabel="images/s per core",
+            title=f"{report.device_name}, {report.execution}, {report.dtype}",
+        )
         left.set_xticks(report.batch_sizes, [str(b) for b in report.batch_sizes])
         left.tick_params(axis="x", which="minor", labelbottom=False)  # only the measured sizes
         left.legend(fontsize=7)
-        right.set(xlabel=f"images/s per core at the largest per-core batch that ran (of {report.batch_sizes[-1] if report.batch_sizes else '-'})",
-                  ylabel="top-1 (%)", title=f"{report.suite}: accuracy against speed")
+        largest = report.batch_sizes[-1] if report.batch_sizes else "-"
+        right.set(
+            xlabel=f"images/s per core at the largest per-core batch that ran (of {largest})",
+            ylabel="top-1 (%)",
+            title=f"{report.suite}: accuracy against speed",
+        )
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -199,8 +212,11 @@ def plot(reports: Sequence[Report], path: Path) -> None:
 def write_terminal(reports: Sequence[Report]) -> None:
     for report in reports:
         frame = display_frame(report)
-        print_table(frame.to_dict("records"), title=title(report),
-                    notes=accuracy_sources(report) + report.notes + ["Claims:"] + verdict_lines(report))
+        print_table(
+            frame.to_dict("records"),
+            title=title(report),
+            notes=accuracy_sources(report) + report.notes + ["Claims:"] + verdict_lines(report),
+        )
     for note in all_notes(reports):
         print_table([], notes=[note])
 

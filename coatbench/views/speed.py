@@ -35,7 +35,7 @@ def plan_notes(plan: Plan) -> list[str]:
 
 
 def throughput_cell(row: Row) -> str:
-    """"1234.5 +-1.2%" (images/s per core and the 95% CI of the median), or the status."""
+    """ "1234.5 +-1.2%" (images/s per core and the 95% CI of the median), or the status."""
     if not row.ok:
         return row.status.value.upper()
     t = row.throughput
@@ -129,8 +129,12 @@ def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
     if not sys.stderr.isatty():
         yield _Lines(len(plan.cells))
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console) as bar:
         yield _Bar(bar, bar.add_task("measuring", total=len(plan.cells)))
-

@@ -1,0 +1,81 @@
+"""The results row: one definition (results.Row) that every committed file fits, checked on
+read, and one answer to "is this the same cell?"."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from coatbench.errors import CoatbenchError
+from coatbench.results import Row, Status, read_rows, run_key, workload_key
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ("results/h100/table8.jsonl", "results/cpu/table8.jsonl", "results/h100/levers_ab.jsonl")
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_every_committed_row_fits_the_definition_exactly(name):
+    """Read and written back, each row of a committed results file is the same JSON: the
+    typed row leaves no field of the format out."""
+    lines = (ROOT / name).read_text().splitlines()
+    rows = read_rows(ROOT / name)
+    assert len(rows) == len(lines)
+    for line, row in zip(lines, rows):
+        assert row.to_dict() == json.loads(line)
+
+
+@pytest.fixture
+def good():
+    return json.loads((ROOT / COMMITTED[1]).read_text().splitlines()[0])
+
+
+def write(tmp_path, data) -> Path:
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(data) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r["throughput"].pop("images_per_s"), "runs.jsonl:1: the row has no throughput.images_per_s"),
+        (lambda r: r["spec"].pop("batch_per_core"), "runs.jsonl:1: the row has no spec.batch_per_core"),
+        (lambda r: r["spec"].pop("model"), "runs.jsonl:1: the row has no spec.model"),
+        (lambda r: r.pop("samples"), "runs.jsonl:1: the row has no samples"),
+        (lambda r: r.update(status="great"), "status 'great' is not one of ok, oom, timeout, failed"),
+        (lambda r: r.update(samples="fast"), "samples is str, not list"),
+        (lambda r: r["env"].update(device_count="two"), "env.device_count is str, not int"),
+        (lambda r: r.update(schema=2), "results schema 2, this coatbench reads schema 1: upgrade coatbench"),
+        (lambda r: r.pop("schema"), "results schema None"),
+    ],
+)
+def test_a_row_that_does_not_fit_is_refused_naming_file_line_and_field(tmp_path, good, change, message):
+    change(good)
+    with pytest.raises(CoatbenchError, match=message.replace("(", r"\(")):
+        read_rows(write(tmp_path, good))
+
+
+def test_status_is_an_enum_and_only_ok_rows_are_measured(tmp_path, good):
+    (row,) = read_rows(write(tmp_path, good))
+    assert row.status is Status.OK and row.ok
+    assert not dataclasses.replace(row, status=Status.OOM).ok
+
+
+def test_the_identity_of_a_cell(tmp_path, good):
+    (row,) = read_rows(write(tmp_path, good))
+    spec, env = row.spec, row.env
+    other = {
+        "channels_last": dataclasses.replace(spec, channels_last=not spec.channels_last),
+        "devices": dataclasses.replace(spec, devices=2),
+        "num_classes": dataclasses.replace(spec, network={**spec.network, "num_classes": 10}),
+        "dtype": dataclasses.replace(spec, dtype="bf16"),
+    }
+    for name, changed in other.items():
+        assert workload_key(changed) != workload_key(spec), name
+    # the same workload on other hardware or another torch: the same workload, another cell
+    faster = dataclasses.replace(env, device_name="other CPU")
+    assert workload_key(spec) == workload_key(dataclasses.replace(spec, device="cuda"))
+    assert run_key(faster, spec) != run_key(env, spec)
+    assert run_key(dataclasses.replace(env, torch="9.9"), spec) != run_key(env, spec)
+    assert run_key(env, spec) == run_key(env, Row.from_dict(row.to_dict()).spec)
