@@ -114,16 +114,14 @@ def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
     assert any("inference only" in note for note in plan.scaled_down)
 
 
+def three_cells(tmp_path):
+    """A sweep of TINY's inference at per-core 1, 2 and 3, saved to tmp_path/r.jsonl."""
+    return make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3], min_time=0.05,
+                     max_time=0.3, out=tmp_path / "r.jsonl")  # fmt: skip
+
+
 def test_sweep_records_oom_and_goes_on(tmp_path):
-    plan = make_plan(
-        [TINY],
-        device=DeviceKind.CPU,
-        modes=[Mode.INFER],
-        batch_sizes=[1, 2, 3],
-        min_time=0.05,
-        max_time=0.3,
-        out=tmp_path / "r.jsonl",
-    )
+    plan = three_cells(tmp_path)
 
     def measure_with_fault(cell, device, budget):
         def fault(step):
@@ -140,15 +138,7 @@ def test_sweep_records_oom_and_goes_on(tmp_path):
 
 
 def test_interrupted_sweep_keeps_finished_cells(tmp_path):
-    plan = make_plan(
-        [TINY],
-        device=DeviceKind.CPU,
-        modes=[Mode.INFER],
-        batch_sizes=[1, 2, 3],
-        min_time=0.05,
-        max_time=0.3,
-        out=tmp_path / "r.jsonl",
-    )
+    plan = three_cells(tmp_path)
 
     def interrupt_third(cell, device, budget):
         if cell.batch_size == 3:
