@@ -2,8 +2,6 @@
 library call, hands the result to one view, and returns the exit code. Nothing imported at
 module level imports torch, so `--help`, `report` and `compare` answer without it."""
 
-import functools
-import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,34 +11,22 @@ import typer
 from coatbench import options
 from coatbench.config import ABLATIONS, KNOB_NAMES, KNOBS, build_config
 from coatbench.errors import CoatbenchError
-from coatbench.options import BASELINES_DIR, USER_ACCURACY, DeviceKind, Dtype, Execution, Format, Modes
+from coatbench.options import (
+    BASELINES_DIR,
+    DEFAULT_ROUNDS,
+    USER_ACCURACY,
+    DeviceKind,
+    Dtype,
+    Execution,
+    Format,
+    Modes,
+    option_group,
+)
 from coatbench.views.console import print_error, print_table
 from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows
 
 HELP = "Measure what CoAtNet's architecture choices cost on your hardware."
 app = typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-
-
-def option_group(group: str, declared: dict[str, tuple[object, object]]):
-    """Declare options ({name: (type, default)}) on a command, which receives their values as
-    one dict, its keyword argument `group`: one declaration, shared by every command."""
-
-    def decorate(command):
-        signature = inspect.signature(command, eval_str=True)
-        params = [p for p in signature.parameters.values() if p.name != group]
-        kind = inspect.Parameter.KEYWORD_ONLY
-        params += [inspect.Parameter(name, kind, default=d, annotation=t) for name, (t, d) in declared.items()]
-
-        @functools.wraps(command)
-        def grouped(**kwargs):
-            values = {name: kwargs.pop(name) for name in declared}
-            return command(**kwargs, **{group: values})
-
-        grouped.__signature__ = signature.replace(parameters=params)
-        grouped.__annotations__ = {p.name: p.annotation for p in params}
-        return grouped
-
-    return decorate
 
 
 def knob_options(names: tuple[str, ...] = KNOB_NAMES):
@@ -66,6 +52,9 @@ MaxTime = option(float | None, "Stop refining the CI after this many timed secon
 Timeout = option(float | None, "Give up on a cell after this many seconds. Default: 900.")
 Strict = option(bool, "XLA: fail a cell that recompiles or falls back while timed.", "--strict")
 XlaCache = option(Path | None, "XLA: persistent compilation cache directory.")
+Rounds = option(int, "Rounds: each cell is measured once per round, the cells of a setting interleaved.")
+Seed = option(int | None, "Seed of the rounds' orders. Default: a new one (saved in every row).")
+Processes = option(int | None, "Worker processes the rounds are spread over. Default: one per round.")
 Out = option(Path | None, "JSON Lines file to append to. Default: a new results/runs/speed-<time>.jsonl.")
 Executions = option(str, "Execution modes, comma-separated: " + ",".join(e.value for e in Execution), "--execution")
 Resume = option(Path | None, "Skip the cells already in this results file and append to it.")
@@ -75,6 +64,7 @@ Accuracy = option(list[Path] | None, f"Your accuracy CSV (preferred). Default: {
 Plot = option(Path | None, "Also draw throughput vs batch and top-1 vs throughput to this PNG.")
 Threshold = option(str, "Slowdown that counts as a regression, e.g. 5% or 0.05.")
 Alpha = option(float, "Significance level of the one-sided t-test on the runs' medians.")
+AllowNothing = option(bool, "Exit 0, not 3, when no cell could be compared.", "--allow-nothing-comparable")
 Baseline = option(str | None, f"A baseline file, or 'auto': the one saved for this hardware in {BASELINES_DIR}.")
 ModeOpt = option(Modes, "Training step, inference, or both.")
 Compile = option(bool, "torch.compile each block of the model.", "--compile")
@@ -86,10 +76,15 @@ measure_options = option_group("measure", {
     "device": (Device, DeviceKind.AUTO), "batch_sizes": (BatchSizes, None), "dtype": (DtypeOpt, None),
     "channels_last": (ChannelsLast, True), "min_time": (MinTime, None), "max_time": (MaxTime, None),
     "timeout": (Timeout, None), "strict": (Strict, False), "xla_cache": (XlaCache, None), "out": (Out, None),
+    "rounds": (Rounds, DEFAULT_ROUNDS), "seed": (Seed, None), "processes": (Processes, None),
 })
 # What a suite command does besides measuring: the same for `run` and `table8`.
 suite_options = option_group("sweep", {
     "execution": (Executions, "eager"), "resume": (Resume, None), "dry_run": (DryRun, False), "quiet": (Quiet, False),
+})
+# How a comparison judges: the same for `compare` and `ab`.
+judge_options = option_group("judge", {
+    "threshold": (Threshold, "5%"), "alpha": (Alpha, 0.01), "allow_nothing_comparable": (AllowNothing, False),
 })
 # fmt: on
 
@@ -229,24 +224,28 @@ def accuracy_add(
 
 
 @app.command()
+@judge_options
 def compare(
     files: Annotated[list[Path], typer.Argument(help="BASELINE CURRENT, or CURRENT alone with --baseline.")],
     baseline: Baseline = None,
-    threshold: Threshold = "5%",
-    alpha: Alpha = 0.01,
     fmt: FormatOpt = Format.TABLE,
+    *,
+    judge: dict,
 ) -> int:
-    """Compare two runs cell by cell; exit 1 only on a real (large and significant) regression.
-    --format markdown suits a CI job summary, json is github-action-benchmark's."""
+    """Compare two runs cell by cell. Exit 0: no regression; 1: a regression (large and
+    significant); 2: bad input; 3: nothing comparable. --format markdown suits a CI job summary,
+    json is github-action-benchmark's."""
     from coatbench.compare import compare_files
     from coatbench.views.compare import show_comparison
 
-    comparison = compare_files(files, baseline, BASELINES_DIR, options.parse_fraction(threshold, "--threshold"), alpha)
+    cut, alpha = options.parse_fraction(judge["threshold"], "--threshold"), judge["alpha"]
+    comparison = compare_files(files, baseline, BASELINES_DIR, cut, alpha)
     show_comparison(comparison, fmt)
-    return 1 if comparison.regressed else 0
+    return comparison.exit_code(judge["allow_nothing_comparable"])
 
 
 @app.command()
+@judge_options
 def ab(
     ref_a: Annotated[str, typer.Argument(help="Git revision A (the baseline), e.g. origin/main or HEAD~1.")],
     ref_b: Annotated[str, typer.Argument(help="Git revision B (the change), e.g. HEAD.")],
@@ -254,19 +253,20 @@ def ab(
     rounds: Annotated[int, typer.Option(help="Interleaved rounds: A B, B A, ... (at least 2 for a verdict).")] = 5,
     device: Device = DeviceKind.AUTO,
     batch_sizes: BatchSizes = None,
-    threshold: Threshold = "5%",
-    alpha: Alpha = 0.01,
     fmt: FormatOpt = Format.TABLE,
+    *,
+    judge: dict,
 ) -> int:
-    """Measure two git revisions interleaved on this machine, then compare them."""
+    """Measure two git revisions interleaved on this machine, then compare them (exit codes as
+    `compare`'s)."""
     from coatbench.ab import compare_revisions
     from coatbench.views.compare import round_printer, show_comparison
 
     extra = ["--device", device.value] + ([] if batch_sizes is None else ["--batch-sizes", batch_sizes])
-    cut = options.parse_fraction(threshold, "--threshold")
+    cut, alpha = options.parse_fraction(judge["threshold"], "--threshold"), judge["alpha"]
     comparison = compare_revisions(ref_a, ref_b, suite, rounds, extra, cut, alpha, round_printer(rounds))
     show_comparison(comparison, fmt)
-    return 1 if comparison.regressed else 0
+    return comparison.exit_code(judge["allow_nothing_comparable"])
 
 
 baseline_app = typer.Typer(help="Saved baselines, one per hardware fingerprint.", no_args_is_help=True)

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import gmean, ttest_1samp, ttest_ind
 
 from coatbench.errors import CoatbenchError
-from coatbench.results import Row, Spec, read_rows, workload_key, write_rows
+from coatbench.results import LAST, Row, Spec, read_rows, workload_key, write_rows
 from coatbench.stats import identical_runs_allowed
 
 
@@ -64,6 +64,20 @@ class Comparison:
     def regressed(self) -> list[RowComparison]:
         return [r for r in self.results if r.status is Outcome.REGRESSED]
 
+    @property
+    def nothing_comparable(self) -> bool:
+        return all(r.status is Outcome.NOT_COMPARABLE for r in self.results)
+
+    def exit_code(self, allow_nothing_comparable: bool = False) -> int:
+        """0: no regression; 1: a regression; 3: no cell could be compared (other hardware,
+        another torch, no baseline), unless that is allowed. (2 is bad input, from the CLI.)"""
+        if self.regressed:
+            return 1
+        return NOTHING_COMPARABLE if self.nothing_comparable and not allow_nothing_comparable else 0
+
+
+NOTHING_COMPARABLE = 3  # the exit code when no cell could be compared
+
 
 def _not_comparable(base: list[Row], cur: list[Row], paired: bool) -> str:
     if not base:
@@ -78,8 +92,8 @@ def _not_comparable(base: list[Row], cur: list[Row], paired: bool) -> str:
         failed = [r.status.value for r in rows if not r.ok or not r.samples]
         if failed:
             return f"the {name} has no samples ({failed[0]}) in {len(failed)} of {len(rows)} run(s)"
-    if paired and len(base) != len(cur):
-        return f"paired rounds differ in number ({len(base)} vs {len(cur)})"
+    if paired and len(run_values(base)) != len(run_values(cur)):
+        return f"paired runs differ in number ({len(run_values(base))} vs {len(run_values(cur))})"
     return ""
 
 
@@ -109,7 +123,8 @@ def compare_runs(
 def compare_rows(
     baseline: Sequence[Row], current: Sequence[Row], threshold: float = 0.05, alpha: float = 0.01, paired: bool = False
 ) -> list[RowComparison]:
-    """Match rows by workload (every row of one is a run of it, in file order) and judge each."""
+    """Match rows by workload and judge each. A run is a sweep (the rows of its rounds, reduced
+    to the geometric mean of their medians) or, for a row measured without rounds, the row."""
     base_by: dict[str, list[Row]] = {}
     cur_by: dict[str, list[Row]] = {}
     for rows, by in ((baseline, base_by), (current, cur_by)):
@@ -123,13 +138,13 @@ def compare_rows(
     results = []
     for key in dict.fromkeys([*cur_by, *base_by]):
         base, cur = base_by.get(key, []), cur_by.get(key, [])
-        spec, runs = (cur or base)[0].spec, (len(base), len(cur))
+        spec = (cur or base)[0].spec
         reason = _not_comparable(base, cur, paired)
         if reason:
-            results.append(RowComparison(spec, Outcome.NOT_COMPARABLE, reason, runs=runs))
+            results.append(RowComparison(spec, Outcome.NOT_COMPARABLE, reason, runs=(len(base), len(cur))))
             continue
-        base_medians = [float(np.median(r.samples)) for r in base]
-        cur_medians = [float(np.median(r.samples)) for r in cur]
+        base_medians, cur_medians = run_values(base), run_values(cur)
+        runs = (len(base_medians), len(cur_medians))
         status, change, p = compare_runs(base_medians, cur_medians, threshold, alpha, paired)
         one_run = status is Outcome.INCONCLUSIVE and min(runs) < 2
         why = "one run on a side: its run-to-run noise is unknown" if one_run else ""
@@ -137,6 +152,18 @@ def compare_rows(
             RowComparison(spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)), change, p, runs)
         )
     return results
+
+
+def run_values(rows: Sequence[Row]) -> list[float]:
+    """One value per run, in order: a sweep's rows (its rounds; the self-test's second
+    measurement left out) give the geometric mean of their medians, a row without rounds its
+    median."""
+    runs: dict[object, list[float]] = {}
+    for index, row in enumerate(rows):
+        if row.trial is None or row.trial.self_test != LAST:
+            key = index if row.trial is None else row.trial.sweep
+            runs.setdefault(key, []).append(float(np.median(row.samples)))
+    return [float(gmean(medians)) for medians in runs.values()]
 
 
 def compare_files(

@@ -6,6 +6,9 @@ that a bad value is refused in one place, with one message, before anything is m
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -100,6 +103,20 @@ class Budget:
     max_warmup_time: float = 60.0  # after compilation
     timeout: float = 900.0  # the whole cell, compilation included
 
+    def per_round(self, rounds: int) -> Budget:
+        """A cell's share of this budget in each of `rounds` rounds: the timed seconds split
+        between them, so that rounds cost what one long run did (each round then estimates
+        the cell by its median; the uncertainty comes from the rounds, so a round needs
+        fewer blocks than a CI of one run does)."""
+        if rounds < 2:
+            return self
+        return dataclasses.replace(
+            self, min_time=self.min_time / rounds, max_time=self.max_time / rounds, min_samples=ROUND_MIN_SAMPLES
+        )
+
+
+DEFAULT_ROUNDS = 3
+ROUND_MIN_SAMPLES = 3  # timed blocks of a cell in one round, at least: their median is the round's value
 
 # On a CPU a CoAtNet-3 step at 384 takes seconds: shorter timing keeps the default table8
 # within minutes there (the README's quick start), and the plan says it scaled down.
@@ -148,3 +165,26 @@ def new_runs_path(now: datetime | None = None) -> Path:
     """Where a measurement goes when --out is not given: a new file named by the time."""
     now = now or datetime.now(timezone.utc)
     return RUNS_DIR / f"speed-{now:%Y%m%d-%H%M%S}.jsonl"
+
+
+def option_group(group: str, declared: dict[str, tuple[object, object]]):
+    """A decorator that declares options ({name: (type, default)}) on a CLI command, which
+    receives their values as one dict, its keyword argument `group`: options that several
+    commands share are declared once. (It rewrites the signature the CLI reads; no typer here.)"""
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        params = [p for p in signature.parameters.values() if p.name != group]
+        kind = inspect.Parameter.KEYWORD_ONLY
+        params += [inspect.Parameter(name, kind, default=d, annotation=t) for name, (t, d) in declared.items()]
+
+        @functools.wraps(command)
+        def grouped(**kwargs):
+            values = {name: kwargs.pop(name) for name in declared}
+            return command(**kwargs, **{group: values})
+
+        grouped.__signature__ = signature.replace(parameters=params)
+        grouped.__annotations__ = {p.name: p.annotation for p in params}
+        return grouped
+
+    return decorate

@@ -10,19 +10,26 @@ devices) are never compared: each set of conditions gets its own report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from scipy.stats import gmean
 
 from coatbench.accuracy import Accuracies, AccuracyRecord
 from coatbench.errors import CoatbenchError
-from coatbench.results import Row, Status, condition_key
-from coatbench.stats import runs_ratio_with_uncertainty
+from coatbench.results import FIRST, LAST, Row, Status, condition_key
+from coatbench.stats import paired_change, ratio_with_uncertainty, runs_ratio_with_uncertainty, spread_of_runs
 from coatbench.suite import Claim, Setting, Suite, SuiteRow
+
+UNSTABLE_CI = 0.05  # a cell whose 95% CI is wider than +-5% is marked unstable
+ORDER_TOLERANCE = 0.02  # the position self-test (an A/A) must stay within 1 +- 2%
+# How a change's interval was made, strongest first (`Measured.basis`).
+ROUNDS, RUNS, SINGLE_RUN = "rounds", "runs", "single run"
 
 
 @dataclass(frozen=True)
@@ -31,9 +38,13 @@ class Measured:
 
     status: Status | None  # None: no run of this cell
     images_per_s: float | None = None  # one run: its median; several: the geometric mean of their medians
+    ci: float | None = None  # 95% half-width of images_per_s, relative: over the runs, or one run's blocks
     change: float | None = None  # against the setting's baseline row; None for the baseline itself
     uncertainty: float | None = None  # 95% half-width of `change`
+    basis: str = ""  # ROUNDS (paired within rounds), RUNS (unpaired) or SINGLE_RUN (one run's blocks)
     runs: tuple[tuple[float, ...], ...] = ()  # per-block samples of each measured run
+    rounds: dict[tuple[str, int], float] = field(default_factory=dict)  # (sweep, round) -> that run's median
+    unstable: str = ""  # why the cell's figure is too noisy to lean on; empty when it is not
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,23 @@ class BatchVerdict:
     change: float  # speed-up of the side the claim says is faster; negative: it is slower
     uncertainty: float
     verdict: str
+    basis: str = ROUNDS
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """The position self-test of one sweep and setting: the baseline measured last against the
+    same cell measured first in the same round (an A/A: on a machine where order does not
+    matter, 1 +- 2%)."""
+
+    setting: str
+    cell: str  # mode and per-core batch of the baseline cell measured twice
+    change: float  # last / first - 1
+    uncertainty: float  # 95% half-width, from the two runs' blocks
+
+    @property
+    def order_sensitive(self) -> bool:
+        return abs(self.change) > ORDER_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,11 @@ class Report:
     verdicts: list[Verdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     accuracy_files: tuple[str, ...] = ()  # every accuracy file read, the user's before the paper's
+    self_tests: list[SelfTest] = field(default_factory=list)  # none for rows measured without rounds
+
+    @property
+    def order_sensitive(self) -> bool:
+        return any(test.order_sensitive for test in self.self_tests)
 
 
 def _cell(network: dict, mode: str, batch: int) -> tuple[str, str, int]:
@@ -134,8 +167,13 @@ def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) 
                         missing.append(f"per-core {batch}: baseline {_state(a)}, variant {_state(b)}")
                         continue
                     faster, slower = (b, a) if claim.faster == "variant" else (a, b)
-                    change, u = runs_ratio_with_uncertainty(faster.runs, slower.runs)
-                    per_batch.append(BatchVerdict(batch, change, u, classify(change, u, claim)))
+                    change, u, basis = change_of(faster, slower)
+                    verdict = classify(change, u, claim)
+                    if report.order_sensitive:
+                        verdict = "inconclusive (order-sensitive)"
+                    elif basis == SINGLE_RUN:
+                        verdict += " (single run)"
+                    per_batch.append(BatchVerdict(batch, change, u, verdict, basis))
                 verdicts.append(_summarize(claim, setting, mode, report, per_batch, missing))
     return verdicts
 
@@ -207,6 +245,10 @@ def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies)
     by_label: dict[tuple[str, str], Line] = {}
     for setting in suite.settings:
         baseline_row = setting.rows[0]
+        base_key = json.dumps(baseline_row.config.spec(), sort_keys=True)
+        report.self_tests += [
+            test for key, runs in cells.items() if key[0] == base_key for test in _self_tests(setting.name, runs)
+        ]
         for suite_row in setting.rows:
             measured, size = {}, None
             for mode in report.modes:
@@ -229,36 +271,115 @@ def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies)
             report.lines.append(line)
             by_label[setting.name, suite_row.label] = line
     report.verdicts = _verdicts(report, suite, by_label)
-    scaled = dict.fromkeys(note for runs in cells.values() for row in runs for note in row.scaled_down)
-    report.notes += [f"Scaled down for the CPU: {note}" for note in scaled]
-    most_runs = max(len(runs) for runs in cells.values())
-    report.notes.append(
-        "+-: 95% interval of the change from the timed blocks of one run per cell; it leaves out how far "
-        "whole runs wander (more on a shared machine): measure again into the same file for run-aware intervals"
-        if most_runs < 2
-        else f"+-: 95% interval of the change over the runs of each cell (up to {most_runs}; cells with a single "
-        "run fall back to its timed blocks)"
-    )
-    if any(line.accuracy is None for line in report.lines):
-        report.notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
+    report.notes += _notes(report, cells)
     return report
 
 
+def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
+    scaled = dict.fromkeys(note for runs in cells.values() for row in runs for note in row.scaled_down)
+    notes = [f"Scaled down for the CPU: {note}" for note in scaled]
+    bases = {m.basis for line in report.lines for m in line.cells.values() if m.basis}
+    notes.append(
+        "+-: 95% interval of the change; "
+        + {
+            ROUNDS: "from the ratios of variant and baseline within each round (paired; a t-interval over rounds)",
+            RUNS: "over the runs of each cell (unpaired; Welch's t-interval)",
+            SINGLE_RUN: "from the timed blocks of a single run, which leaves out how far whole runs wander: "
+            "verdicts marked (single run) rest on it (measure with --rounds 2 or more)",
+        }[min(bases, key=[ROUNDS, RUNS, SINGLE_RUN].index) if bases else SINGLE_RUN]
+    )
+    if report.self_tests:
+        worst = max(report.self_tests, key=lambda t: abs(t.change))
+        notes.append(
+            f"Position self-test (the baseline measured last vs first in one round, an A/A): worst "
+            f"{worst.change * 100:+.1f}% +-{worst.uncertainty * 100:.1f} ({worst.setting}, {worst.cell}); "
+            + (
+                "outside 1 +- 2%: this machine is order-sensitive, so every verdict here is inconclusive"
+                if report.order_sensitive
+                else "within 1 +- 2%"
+            )
+        )
+    else:
+        notes.append("Position self-test: not run (these rows were measured without rounds)")
+    unstable = [(line, key, m) for line in report.lines for key, m in line.cells.items() if m.unstable]
+    if unstable:
+        notes.append(f"Unstable (marked ~): {len(unstable)} cell(s), e.g. {unstable[0][0].label} "
+                     f"{unstable[0][1][0]} {unstable[0][1][1]}: {unstable[0][2].unstable}")  # fmt: skip
+    if any(line.accuracy is None for line in report.lines):
+        notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
+    return notes
+
+
+def _self_tests(setting: str, runs: Sequence[Row]) -> list[SelfTest]:
+    """The position self-tests among the runs of one baseline cell: each LAST with the FIRST of
+    its sweep and round."""
+    firsts = {(r.trial.sweep, r.trial.round): r for r in runs if r.ok and r.trial and r.trial.self_test == FIRST}
+    tests = []
+    for last in (r for r in runs if r.ok and r.trial and r.trial.self_test == LAST):
+        first = firsts.get((last.trial.sweep, last.trial.round))
+        if first is not None:
+            change, u = ratio_with_uncertainty(last.samples, first.samples)
+            tests.append(SelfTest(setting, f"{last.spec.mode} per-core {last.spec.batch_per_core}", change, u))
+    return tests
+
+
+def cell_summary(runs: Sequence[Row]) -> Measured:
+    """One cell from all its runs (rows with one run key), as a report shows it."""
+    return _measured(list(runs), None, True)
+
+
 def _measured(found: list[Row] | None, base: list[Row] | None, is_baseline: bool) -> Measured:
-    """A cell from its runs (rows of one cell); runs that did not measure (OOM, ...) are left
-    out unless none did."""
+    """A cell from its runs (rows of one cell; the self-test's second measurement left out);
+    runs that did not measure (OOM, ...) are left out unless none did."""
+    found = [r for r in found or () if not (r.trial and r.trial.self_test == LAST)]
     if not found:
         return Measured(None)
     ok = [row for row in found if row.ok]
     if not ok:
         return Measured(found[-1].status)
-    runs = tuple(tuple(row.samples) for row in ok)
-    value = float(gmean([row.throughput.images_per_s for row in ok]))
-    base_runs = [row.samples for row in base or () if row.ok]
-    if is_baseline or not base_runs:
-        return Measured(Status.OK, value, runs=runs)
-    change, u = runs_ratio_with_uncertainty(runs, base_runs)
-    return Measured(Status.OK, value, change, u, runs)
+    spread = spread_of_runs([float(np.median(r.samples)) for r in ok]) if len(ok) >= 2 else ok[0].throughput.ci95_rel
+    cell = Measured(
+        Status.OK,
+        float(gmean([row.throughput.images_per_s for row in ok])),
+        ci=spread,
+        runs=tuple(tuple(row.samples) for row in ok),
+        rounds={(r.trial.sweep, r.trial.round): float(np.median(r.samples)) for r in ok if r.trial},
+        unstable=_unstable(ok),
+    )
+    base_cell = _measured(base, None, True) if base and not is_baseline else None
+    if base_cell is None or base_cell.status is not Status.OK:
+        return cell
+    change, u, basis = change_of(cell, base_cell)
+    return dataclasses.replace(cell, change=change, uncertainty=u, basis=basis)
+
+
+def change_of(a: Measured, b: Measured) -> tuple[float, float, str]:
+    """a / b - 1 with its 95% half-width and how it was made: from the rounds both ran in
+    (paired), else from their runs (unpaired), else from one run's blocks each."""
+    paired = sorted(a.rounds.keys() & b.rounds.keys())
+    if len(paired) >= 2:
+        return (*paired_change([a.rounds[k] for k in paired], [b.rounds[k] for k in paired]), ROUNDS)
+    change, u = runs_ratio_with_uncertainty(a.runs, b.runs)
+    return change, u, RUNS if min(len(a.runs), len(b.runs)) >= 2 else SINGLE_RUN
+
+
+def _unstable(runs: Sequence[Row]) -> str:
+    """Why a cell's figure is too noisy to lean on (as pyperf warns), or ""."""
+    medians = [float(np.median(r.samples)) for r in runs]
+    if len(runs) >= 2:
+        spread = spread_of_runs(medians)
+        if spread > UNSTABLE_CI:
+            return f"its {len(runs)} runs give a 95% CI of +-{spread:.1%}, wider than +-{UNSTABLE_CI:.0%}"
+        # two runs apart by more than the threshold, and beyond their own intervals
+        bounds = [r.throughput.ci95 for r in runs if None not in r.throughput.ci95]
+        disjoint = len(bounds) >= 2 and max(low for low, _ in bounds) > min(high for _, high in bounds)
+        if disjoint and max(medians) / min(medians) - 1 > UNSTABLE_CI:
+            return f"its runs disagree beyond their 95% CIs ({min(medians):.3g} to {max(medians):.3g} images/s)"
+        return ""
+    ci = runs[0].throughput.ci95_rel
+    if ci is None:
+        return "one run with too few timed blocks for a 95% CI"
+    return f"its 95% CI is +-{ci:.1%}, wider than +-{UNSTABLE_CI:.0%}" if ci > UNSTABLE_CI else ""
 
 
 def disagreements(reports: Sequence[Report]) -> list[str]:

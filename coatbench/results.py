@@ -28,7 +28,10 @@ from typing import Any
 
 from coatbench.errors import CoatbenchError
 
-SCHEMA = 1  # the version of the row below; written in every row and checked on read
+SCHEMA = 2  # the version of the row below; written in every row and checked on read
+# Schema 1 rows are read too: they have no `trial` (each is a single run of its own) and no
+# memory method, and a CPU's hardware key is rebuilt from the cpu_count and threads they recorded.
+READABLE_SCHEMAS = (1, 2)
 
 
 class Status(str, Enum):
@@ -101,8 +104,10 @@ class Env:
 
     @property
     def hardware_key(self) -> str:
-        """What must match for two runs to be comparable: device and its count."""
-        return f"{self.device_type}:{self.device_name} x{self.device_count}"
+        """What must match for two runs to be comparable: the device and its count; on a CPU also
+        how many CPUs the machine has and how many threads torch used."""
+        key = f"{self.device_type}:{self.device_name} x{self.device_count}"
+        return key + (f" ({self.cpu_count} CPUs, {self.threads} threads)" if self.device_type == "cpu" else "")
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "hardware_key": self.hardware_key}
@@ -150,6 +155,24 @@ class Compute:
 @dataclass(frozen=True)
 class Memory:
     peak_bytes: int | None  # None where torch cannot tell (CPU, XLA)
+    method: str | None = None  # how it was measured (schema 2)
+
+
+FIRST, LAST = "first", "last"  # `Trial.self_test`: the two ends of the position self-test
+
+
+@dataclass(frozen=True)
+class Trial:
+    """Where a run sat in its sweep (schema 2): a sweep measures each setting's cells in rounds,
+    interleaved in an order drawn per round from `seed`, each round in a worker process."""
+
+    sweep: str  # shared by every row of one sweep: pairs a variant with its baseline round by round
+    seed: int
+    round: int  # 0-based
+    rounds: int
+    position: int  # 0-based place in the round's order (the untimed warm-up copy is not counted)
+    process: int  # the worker process that ran the round
+    self_test: str = ""  # FIRST or LAST: the baseline measured at both ends of the self-test round
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,7 @@ class Row:
     compute: Compute | None = None
     memory: Memory | None = None
     note: str | None = None  # a person's note on this row (e.g. why it was relabelled)
+    trial: Trial | None = None  # None: a run of its own (schema 1, or measured outside a sweep)
     schema: int = SCHEMA
 
     @property
@@ -177,35 +201,32 @@ class Row:
         return self.status is Status.OK
 
     def to_dict(self) -> dict:
-        data: dict[str, Any] = {"schema": self.schema}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "schema" or (value is None and f.name in _OMITTED_WHEN_NONE):
-                continue
-            data[f.name] = _plain(value)
-        return data
+        return {"schema": self.schema, **{k: v for k, v in _plain(self).items() if k != "schema"}}
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "row") -> Row:
         if not isinstance(data, Mapping) or "spec" not in data or "status" not in data:
             raise CoatbenchError(f"{where} is not a coatbench result row (no spec/status): is this the right file?")
         schema = data.get("schema")
-        if schema != SCHEMA:
+        if schema not in READABLE_SCHEMAS:
             newer = isinstance(schema, int) and schema > SCHEMA
             fix = "upgrade coatbench" if newer else "re-measure it with this coatbench"
-            raise CoatbenchError(f"{where}: results schema {schema!r}, this coatbench reads schema {SCHEMA}: {fix}")
+            readable = " and ".join(map(str, READABLE_SCHEMAS))
+            raise CoatbenchError(f"{where}: results schema {schema!r}, this coatbench reads schemas {readable}: {fix}")
         return _build(cls, data, where, "")
 
 
-_OMITTED_WHEN_NONE = {"xla", "throughput", "compute", "memory", "note"}
-
-
 def _plain(value):
-    """A row part as JSON-ready data (the spec flat, the env with its hardware key)."""
+    """A row part as JSON-ready data (the spec flat, the env with its hardware key). A field
+    whose default is None is left out while it is None: older rows never had it."""
     if isinstance(value, (Spec, Env)):
         return value.to_dict()
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.default is None and getattr(value, f.name) is None)
+        }
     if isinstance(value, Enum):
         return value.value
     return value

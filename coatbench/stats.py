@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -100,3 +101,29 @@ def runs_ratio_with_uncertainty(runs_a, runs_b) -> tuple[float, float]:
     with identical_runs_allowed():
         low, high = stats.ttest_ind(log_a, log_b, equal_var=False).confidence_interval(0.95)
     return float(np.expm1(diff)), float((math.exp(high) - math.exp(low)) / 2)
+
+
+def paired_change(variant: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
+    """The change of a variant against its baseline from rounds in which both ran side by side
+    (one value each per round, same order): the geometric mean of the within-round ratios - 1,
+    with the 95% half-width of a t-interval over the rounds (log scale; NaN with one round)."""
+    logs = np.log(np.asarray(variant, dtype=float)) - np.log(np.asarray(baseline, dtype=float))
+    change = float(np.expm1(logs.mean()))
+    if logs.size < 2:
+        return change, math.nan
+    if logs.var() == 0:
+        return change, 0.0
+    low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+    return change, float((math.exp(high) - math.exp(low)) / 2)
+
+
+def spread_of_runs(values: Sequence[float]) -> float:
+    """95% half-width, relative, of the geometric mean of run values (t-interval, log scale);
+    NaN with one run."""
+    logs = np.log(np.asarray(values, dtype=float))
+    if logs.size < 2:
+        return math.nan
+    if logs.var() == 0:
+        return 0.0
+    low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+    return float((math.exp(high) - math.exp(low)) / 2 / math.exp(logs.mean()))

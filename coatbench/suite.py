@@ -57,11 +57,19 @@ class Suite:
 
     @property
     def configs(self) -> list[CoAtNetConfig]:
-        seen: dict[CoAtNetConfig, None] = {}
+        return [config for group in self.groups for config in group]
+
+    @property
+    def groups(self) -> list[list[CoAtNetConfig]]:
+        """Each setting's configs, baseline first; a config already in an earlier setting is
+        measured there only."""
+        seen: set[CoAtNetConfig] = set()
+        groups = []
         for setting in self.settings:
-            for row in setting.rows:
-                seen.setdefault(row.config)
-        return list(seen)
+            group = [row.config for row in setting.rows if row.config not in seen]
+            seen.update(group)
+            groups.append(group)
+        return [group for group in groups if group]
 
 
 def builtin_suites() -> list[str]:

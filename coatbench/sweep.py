@@ -1,16 +1,11 @@
-"""A sweep: the plan of cells, measured one after another, each saved the moment it finishes.
-
-On XLA each cell runs in one worker process per local core (`torch_xla.launch`); the
-launcher is here, the per-core backend in `coatbench.xla`.
-"""
+"""A sweep: the plan of cells and their rounds (`coatbench.rounds`), measured in worker
+processes (`coatbench.workers`), each row saved the moment its cell ends."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
-import tempfile
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,8 +16,8 @@ from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
 from coatbench.errors import CoatbenchError
 from coatbench.hardware import fingerprint, peak_tflops, resolve_device
-from coatbench.harness import Cell, Measurement, check_cell, measure
-from coatbench.options import CPU_BUDGET, Budget, DeviceKind, Dtype, Execution, Mode
+from coatbench.harness import PEAK_MEMORY_METHOD, Cell, Measurement, check_cell
+from coatbench.options import CPU_BUDGET, DEFAULT_ROUNDS, Budget, DeviceKind, Dtype, Execution, Mode
 from coatbench.results import (
     Compute,
     Env,
@@ -32,12 +27,15 @@ from coatbench.results import (
     Status,
     Throughput,
     Timing,
+    Trial,
     append_row,
     read_rows,
     run_key,
 )
+from coatbench.rounds import Slot, schedule
 from coatbench.stats import summarize
 from coatbench.suite import Suite, load_suite
+from coatbench.workers import Job, in_worker, measure_on_all_cores, xla_topology
 from coatbench.xla import XlaOptions
 
 GPU_BATCH_SIZES = (32, 64, 128, 256)
@@ -47,19 +45,42 @@ CPU_BATCH_SIZES = (1, 2)
 @dataclass(frozen=True)
 class Plan:
     cells: tuple[Cell, ...]
+    groups: tuple[tuple[Cell, ...], ...]  # the settings: cells interleaved together, baseline first
+    slots: tuple[Slot, ...]  # what runs, in order: the groups' rounds (`rounds.schedule`)
     device: torch.device
     env: Env  # the machine the cells will run on (for XLA: as its workers see it)
-    budget: Budget
+    budget: Budget  # a cell's, over all its rounds
     out: Path
+    rounds: int = 1
+    seed: int = 0
+    sweep: str = ""  # the id its rows share
+    processes: int = 1  # worker processes the rounds are spread over, one after another
     scaled_down: tuple[str, ...] = ()  # what the CPU defaults changed, said to the user
     resumed: str = ""  # which file a resumed plan continues, and how far it had got
     previous: tuple[Row, ...] = ()  # the rows already in that file
     xla: XlaOptions = field(default_factory=XlaOptions)
 
+    @property
+    def timed_slots(self) -> int:
+        return sum(slot.timed for slot in self.slots)
+
+    def budget_of(self, slot: Slot) -> Budget:
+        """A timed slot gets the cell's share of the budget for one round; the warm-up copy
+        only its first step and warm-up."""
+        budget = self.budget.per_round(self.rounds)
+        return budget if slot.timed else dataclasses.replace(budget, min_time=0.0, max_time=0.0, min_samples=1)
+
+    def process_of(self, round_: int) -> int:
+        return round_ * self.processes // self.rounds
+
 
 def make_plan(
     configs: Sequence[CoAtNetConfig],
     *,
+    groups: Sequence[Sequence[CoAtNetConfig]] | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int | None = None,
+    processes: int | None = None,
     device: DeviceKind = DeviceKind.AUTO,
     modes: Sequence[Mode] = (Mode.TRAIN, Mode.INFER),
     batch_sizes: Sequence[int] | None = None,
@@ -74,8 +95,15 @@ def make_plan(
     xla_cache: Path | None = None,
     out: Path,
 ) -> Plan:
-    """The cells to measure, with the defaults that fit the device; on a CPU, what was
-    scaled down is listed so that nobody mistakes it for the full run."""
+    """The cells to measure and their rounds, with the defaults that fit the device; on a CPU,
+    what was scaled down is listed so that nobody mistakes it for the full run. `groups`
+    (default: all configs, one group) are the settings whose cells are interleaved: the first
+    config of each is its baseline."""
+    if rounds < 1:
+        raise CoatbenchError(f"--rounds must be at least 1, got {rounds}")
+    processes = rounds if processes is None else processes
+    if not 1 <= processes <= rounds:
+        raise CoatbenchError(f"--processes must be between 1 and the rounds ({rounds}), got {processes}")
     target = resolve_device(device)
     notes = []
     on_cpu = target.type == "cpu"
@@ -123,9 +151,18 @@ def make_plan(
         ]
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
+    groups = [list(configs)] if groups is None else groups
+    in_groups = tuple(
+        g for g in (tuple(c for config in group for c in cells if c.config == config) for group in groups) if g
+    )
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    sweep = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{seed}"
+    slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla")
     xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
     env = fingerprint(target, *xla_topology()) if target.type == "xla" else fingerprint(target)
-    return Plan(cells, target, env, budget, Path(out), tuple(notes), xla=xla)
+    return Plan(
+        cells, in_groups, slots, target, env, budget, Path(out), rounds, seed, sweep, processes, tuple(notes), xla=xla
+    )
 
 
 def plan_suite(
@@ -139,23 +176,57 @@ def plan_suite(
     not hold yet, appended to it."""
     suite = load_suite(suite_name)
     plan = make_plan(
-        suite.configs, modes=suite.modes, default_batch_sizes=suite.batch_sizes, executions=executions, **options
+        suite.configs,
+        groups=suite.groups,
+        modes=suite.modes,
+        default_batch_sizes=suite.batch_sizes,
+        executions=executions,
+        **options,
     )
     return suite, plan if resume is None else skip_done(plan, read_rows(resume), resume)
 
 
 def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
-    """`plan` without the cells that `rows` already measured or found out of memory on this
-    machine; a timed-out or failed cell is tried again."""
-    done = {run_key(r.env, r.spec) for r in rows if r.status in (Status.OK, Status.OOM)}
-    cells = tuple(c for c in plan.cells if run_key(plan.env, c.spec(plan.env)) not in done)
-    note = f"resuming {source}: {len(plan.cells) - len(cells)} of {len(plan.cells)} cells already there"
-    return dataclasses.replace(plan, cells=cells, out=Path(source), resumed=note, previous=tuple(rows))
+    """`plan` without what `rows` already measured (or found out of memory) on this machine: a
+    cell of an older file (one row, no rounds) entirely; a sweep that was cut short, the slots
+    it has, continued with its own seed. A timed-out or failed slot is tried again."""
+    kept = [r for r in rows if r.status in (Status.OK, Status.OOM)]
+    whole = {run_key(r.env, r.spec) for r in kept if r.trial is None}
+    last = next((r.trial for r in reversed(rows) if r.trial is not None), None)
+    if last is not None and last.rounds == plan.rounds:
+        slots = schedule(plan.groups, plan.rounds, last.seed, warmup=plan.device.type != "xla")
+        plan = dataclasses.replace(plan, seed=last.seed, sweep=last.sweep, slots=slots)
+    done = {
+        (r.trial.round, r.trial.self_test, run_key(r.env, r.spec))
+        for r in kept
+        if r.trial and r.trial.sweep == plan.sweep
+    }
+
+    def left(slot: Slot) -> bool:
+        key = run_key(plan.env, slot.cell.spec(plan.env))
+        return key not in whole and (slot.round, slot.self_test, key) not in done
+
+    def needed(slot: Slot) -> bool:  # a warm-up copy, while its round of its group has a slot left
+        same = (t for t in plan.slots if (t.round, t.group) == (slot.round, slot.group) and t.timed)
+        return left(slot) if slot.timed else any(left(t) for t in same)
+
+    slots = tuple(s for s in plan.slots if needed(s))
+    measured = plan.timed_slots - sum(s.timed for s in slots)
+    note = f"resuming {source}: {measured} of {plan.timed_slots} measurements already there"
+    return dataclasses.replace(plan, slots=slots, out=Path(source), resumed=note, previous=tuple(rows))
 
 
-def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Env, notes: Sequence[str] = ()) -> Row:
+def make_row(
+    cell: Cell,
+    result: Measurement,
+    counted: ModelCount,
+    env: Env,
+    notes: Sequence[str] = (),
+    trial: Trial | None = None,
+) -> Row:
     """One results-file row: the full spec, the model's size, the statistics, the environment,
-    and what the run scaled down (so that every report made from it can say so)."""
+    where the run sat in its sweep, and what the sweep scaled down (so that every report made
+    from it can say so)."""
     devices = env.device_count
     counted_size = ModelSize(counted.params, counted.macs, counted.flops, counted.train_flops)
     row = Row(
@@ -171,6 +242,7 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Env, not
         env=env,
         scaled_down=list(notes),
         xla=result.xla,
+        trial=trial,
     )
     if not result.samples:
         return row
@@ -197,7 +269,7 @@ def make_row(cell: Cell, result: Measurement, counted: ModelCount, env: Env, not
             peak_source=None if peak is None else f"datasheet dense {cell.dtype.value}, {env.device_name}",
             mfu=None if peak is None else achieved / (peak * devices),
         ),
-        memory=Memory(result.peak_memory_bytes),
+        memory=Memory(result.peak_memory_bytes, None if result.peak_memory_bytes is None else PEAK_MEMORY_METHOD),
     )
 
 
@@ -222,17 +294,21 @@ def estimate_seconds(cell: Cell, counted: ModelCount, env: Env, budget: Budget) 
 
 
 def estimate(plan: Plan) -> list[tuple[Cell, float]]:
-    """Each cell of `plan` with a rough guess of its seconds (from MACs, not a measurement)."""
+    """Each cell of `plan` with a rough guess of its seconds over all its rounds (from MACs,
+    not a measurement)."""
     counts: dict[CoAtNetConfig, ModelCount] = {}
-    return [
-        (cell, estimate_seconds(cell, counts.setdefault(cell.config, count(cell.config)), plan.env, plan.budget))
-        for cell in plan.cells
-    ]
+    seconds: dict[Cell, float] = {}
+    for slot in plan.slots:
+        counted = counts.setdefault(slot.cell.config, count(slot.cell.config))
+        guess = estimate_seconds(slot.cell, counted, plan.env, plan.budget_of(slot))
+        seconds[slot.cell] = seconds.get(slot.cell, 0.0) + guess
+    return list(seconds.items())
 
 
 @dataclass
 class SweepProgress:
-    """Callbacks for a front end; the sweep itself prints nothing."""
+    """Callbacks for a front end; the sweep itself prints nothing. `index` counts the timed
+    measurements (`Plan.timed_slots` in all)."""
 
     on_start: Callable[[int, Cell], None] = lambda index, cell: None
     on_done: Callable[[int, Cell, Row], None] = lambda index, cell, row: None
@@ -244,30 +320,50 @@ class SweepResult:
     interrupted: bool = False
 
 
+MeasureCell = Callable[[Cell, torch.device, Budget], Measurement]
+
+
+def _inline(
+    jobs: Sequence[Job], device: torch.device, measure_cell: MeasureCell
+) -> Iterator[tuple[int, Measurement | None]]:
+    """`workers.in_worker`'s protocol, in this process."""
+    for index, (cell, budget) in enumerate(jobs):
+        yield index, None
+        yield index, measure_cell(cell, device, budget)
+
+
 def run_sweep(
-    plan: Plan,
-    progress: SweepProgress = SweepProgress(),
-    measure_cell: Callable[[Cell, torch.device, Budget], Measurement] | None = None,
+    plan: Plan, progress: SweepProgress = SweepProgress(), measure_cell: MeasureCell | None = None
 ) -> SweepResult:
-    """Measure every cell in order, appending each row to `plan.out` as soon as it exists.
-    Ctrl-C stops the sweep; every finished cell is already on disk."""
-    if measure_cell is None:
-        if plan.device.type == "xla":
-            measure_cell = lambda cell, device, budget: measure_on_all_cores(cell, budget, plan.xla)  # noqa: E731
-        else:
-            measure_cell = measure
+    """Measure every slot of the plan, the rounds spread over `plan.processes` worker processes
+    (XLA, or a given `measure_cell`: in this process), appending each timed slot's row to
+    `plan.out` as soon as it exists. A cell out of memory is not tried again in later rounds.
+    Ctrl-C stops the sweep; every finished measurement is already on disk."""
+    if measure_cell is None and plan.device.type == "xla":
+        measure_cell = lambda cell, device, budget: measure_on_all_cores(cell, budget, plan.xla)  # noqa: E731
     counts: dict[CoAtNetConfig, ModelCount] = {}
-    result = SweepResult()
+    result, out_of_memory, timed = SweepResult(), set(), 0
     try:
-        for index, cell in enumerate(plan.cells):
-            progress.on_start(index, cell)
-            if cell.config not in counts:
-                counts[cell.config] = count(cell.config)
-            measured = measure_cell(cell, plan.device, plan.budget)
-            row = make_row(cell, measured, counts[cell.config], plan.env, plan.scaled_down)
-            append_row(plan.out, row)
-            result.rows.append(row)
-            progress.on_done(index, cell, row)
+        for process in range(plan.processes):
+            slots = [s for s in plan.slots if plan.process_of(s.round) == process and s.cell not in out_of_memory]
+            jobs = [(slot.cell, plan.budget_of(slot)) for slot in slots]
+            events = in_worker(jobs, plan.device) if measure_cell is None else _inline(jobs, plan.device, measure_cell)
+            for index, measured in events:
+                slot = slots[index]
+                if not slot.timed:
+                    continue
+                if measured is None:
+                    progress.on_start(timed, slot.cell)
+                    continue
+                counted = counts.setdefault(slot.cell.config, count(slot.cell.config))
+                trial = Trial(plan.sweep, plan.seed, slot.round, plan.rounds, slot.position, process, slot.self_test)
+                row = make_row(slot.cell, measured, counted, plan.env, plan.scaled_down, trial)
+                append_row(plan.out, row)
+                result.rows.append(row)
+                progress.on_done(timed, slot.cell, row)
+                timed += 1
+                if row.status is Status.OOM:
+                    out_of_memory.add(slot.cell)
     except KeyboardInterrupt:
         result.interrupted = True
     return result
@@ -279,74 +375,7 @@ def run_plan(plan: Plan, progress: SweepProgress = SweepProgress()) -> list[Row]
     result = run_sweep(plan, progress)
     if result.interrupted:
         raise CoatbenchError(
-            f"interrupted after {len(result.rows)} of {len(plan.cells)} cells; those are saved in {plan.out} "
+            f"interrupted after {len(result.rows)} of {plan.timed_slots} measurements; those are saved in {plan.out} "
             "(run again with --resume to measure the rest)"
         )
     return list(plan.previous) + result.rows
-
-
-# The XLA launcher: one worker process per local core (torch_xla.launch), each timing the
-# cell on its own core in lock step with the others; rank 0's result comes back in a file.
-
-
-@dataclass(frozen=True)
-class _XlaJob:
-    cell: Cell | None  # None: report the topology only
-    budget: Budget
-    options: XlaOptions
-    barrier: object  # xla.ThreadBarrier, shared by the device threads of each worker process
-    out_dir: str
-
-
-def _xla_worker(index: int, job: _XlaJob) -> None:
-    import torch_xla
-    import torch_xla.runtime as xr
-
-    from coatbench.xla import XlaOps, device_name, platform
-
-    if job.cell is None:
-        result = (xr.world_size(), device_name(platform()))
-    else:
-        if job.options.cache_dir:
-            xr.initialize_cache(job.options.cache_dir, readonly=False)
-        ops = XlaOps(job.options, job.barrier, threads=xr.addressable_runtime_device_count())
-        result = measure(job.cell, torch_xla.device(), job.budget, ops=ops)
-    if xr.global_ordinal() == 0:
-        with open(os.path.join(job.out_dir, "rank0.pkl"), "wb") as f:
-            pickle.dump(result, f)
-
-
-def _launch(cell: Cell | None, budget: Budget, options: XlaOptions):
-    """Rank 0's result of `_xla_worker` on every local core; the failure as a string when a
-    worker died or rank 0 ended without a result."""
-    import torch_xla
-
-    from coatbench.xla import ThreadBarrier
-
-    with tempfile.TemporaryDirectory(prefix="coatbench-xla-") as out_dir:
-        job = _XlaJob(cell, budget, options, ThreadBarrier(), out_dir)
-        try:
-            torch_xla.launch(_xla_worker, args=(job,))
-        except Exception as error:
-            return f"an XLA worker failed: {str(error).splitlines()[0][:200]}"
-        path = os.path.join(out_dir, "rank0.pkl")
-        if not os.path.exists(path):
-            return "the XLA worker of rank 0 ended without a result"
-        with open(path, "rb") as f:
-            return pickle.load(f)
-
-
-def xla_topology() -> tuple[int, str]:
-    """(cores, device name) as the workers see them: what the rows of an XLA sweep will say,
-    known before the first cell (resume needs it)."""
-    found = _launch(None, Budget(), XlaOptions())
-    if isinstance(found, str):
-        raise CoatbenchError(f"cannot start the XLA workers: {found}")
-    return found
-
-
-def measure_on_all_cores(cell: Cell, budget: Budget, options: XlaOptions) -> Measurement:
-    """Measure `cell` on every local XLA core, one process each; rank 0's measurement back.
-    A dead worker is a failed cell, not a lost sweep."""
-    found = _launch(cell, budget, options)
-    return Measurement(Status.FAILED, message=found) if isinstance(found, str) else found

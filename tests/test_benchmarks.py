@@ -22,12 +22,12 @@ def load(name: str):
 vs_timm = load("vs_timm")
 
 
-def test_guard_check_anchor_is_in_the_model_once():
-    """guard_check injects its sleep before this line of coatbench/model.py: a model edit that
-    drops the line would leave the benchmark unable to run."""
+def test_guard_check_anchor_is_in_the_harness_once():
+    """guard_check injects its slowdown at the end of harness.build_step: an edit that drops the
+    line would leave the benchmark unable to run."""
     anchor = load("guard_check").ANCHOR
-    source = (BENCHMARKS.parent / "coatbench" / "model.py").read_text()
-    assert source.count(anchor + "\n") == 1
+    source = (BENCHMARKS.parent / "coatbench" / "harness.py").read_text()
+    assert source.count(anchor) == 1
 
 
 def row(impl, model, mode, batch, execution, rate, sha="aaaaaaa", day="2026-11-25", timm="1.0"):

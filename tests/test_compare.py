@@ -151,16 +151,26 @@ def test_compare_cli_exit_codes_and_formats(cli, tmp_path):
 def test_saved_baseline_is_picked_by_hardware(cli, tmp_path):
     rows = [row([1000.0] * 15), row([500.0] * 15, hardware="cpu:AMD EPYC x1")]
     paths = save_baselines(rows, tmp_path / "baselines")
-    assert sorted(p.name for p in paths) == ["cpu-AMD-EPYC-x1.jsonl", "cuda-NVIDIA-H100-x1.jsonl"]
+    assert sorted(p.name for p in paths) == ["cpu-AMD-EPYC-x1-2-CPUs-2-threads.jsonl", "cuda-NVIDIA-H100-x1.jsonl"]
     assert find_baseline([row([1.0])], tmp_path / "baselines").name == "cuda-NVIDIA-H100-x1.jsonl"
     assert find_baseline([row([1.0], hardware="cuda:L4 x1")], tmp_path / "baselines") is None
     current = write(tmp_path / "cur.jsonl", [row([1000.0] * 15, hardware="cuda:L4 x1")])
     result = cli("compare", str(current), "--baseline", "auto", cwd=tmp_path)  # no results/baselines there
-    assert result.returncode == 0 and "No baseline saved for cuda:L4 x1" in result.stderr
+    assert result.returncode == 3 and "No baseline saved for cuda:L4 x1" in result.stderr  # nothing was checked
     as_json = cli("compare", str(current), "--baseline", "auto", "--format", "json", cwd=tmp_path)
-    assert as_json.returncode == 0 and json.loads(as_json.stdout) == []  # stdout stays one JSON document
+    assert as_json.returncode == 3 and json.loads(as_json.stdout) == []  # stdout stays one JSON document
     as_markdown = cli("compare", str(current), "--baseline", "auto", "--format", "markdown", cwd=tmp_path)
-    assert as_markdown.stdout.strip() == "**No regression (nothing compared).**"
+    assert as_markdown.stdout.strip() == "**Nothing compared.**"
+    allowed = cli("compare", str(current), "--baseline", "auto", "--allow-nothing-comparable", cwd=tmp_path)
+    assert allowed.returncode == 0
+
+
+def test_nothing_comparable_has_its_own_exit_code(cli):
+    """The CPU reference against the H100 one: other hardware in every cell, so nothing was checked."""
+    result = cli("compare", "results/cpu/table8.jsonl", "results/h100/table8.jsonl", "--format", "markdown",
+                 cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("**Nothing comparable: 80 cell(s) not comparable (different hardware")
 
 
 def test_baseline_keeps_only_measured_rows(tmp_path):

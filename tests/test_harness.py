@@ -115,9 +115,10 @@ def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
 
 
 def three_cells(tmp_path):
-    """A sweep of TINY's inference at per-core 1, 2 and 3, saved to tmp_path/r.jsonl."""
+    """One round of TINY's inference at per-core 1, 2 and 3 (the baseline, per-core 1, first and
+    last), saved to tmp_path/r.jsonl."""
     return make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3], min_time=0.05,
-                     max_time=0.3, out=tmp_path / "r.jsonl")  # fmt: skip
+                     max_time=0.3, rounds=1, seed=0, out=tmp_path / "r.jsonl")  # fmt: skip
 
 
 def test_sweep_records_oom_and_goes_on(tmp_path):
@@ -131,10 +132,11 @@ def test_sweep_records_oom_and_goes_on(tmp_path):
         return measure(cell, device, budget, before_step=fault)
 
     result = run_sweep(plan, measure_cell=measure_with_fault)
-    assert [r.status for r in result.rows] == ["ok", "oom", "ok"]
+    assert {r.spec.batch_per_core: r.status for r in result.rows} == {1: "ok", 2: "oom", 3: "ok"}
+    assert len(result.rows) == 4  # per-core 1 twice: the position self-test
     saved = read_rows(tmp_path / "r.jsonl")
-    assert [r.spec.batch_per_core for r in saved] == [1, 2, 3]
-    assert saved[1].throughput is None
+    assert [r.to_dict() for r in saved] == [r.to_dict() for r in result.rows]
+    assert next(r for r in saved if r.spec.batch_per_core == 2).throughput is None
 
 
 def test_interrupted_sweep_keeps_finished_cells(tmp_path):
@@ -147,7 +149,9 @@ def test_interrupted_sweep_keeps_finished_cells(tmp_path):
 
     result = run_sweep(plan, measure_cell=interrupt_third)
     assert result.interrupted
-    assert [r.spec.batch_per_core for r in read_rows(tmp_path / "r.jsonl")] == [1, 2]
+    order = [s.cell.batch_size for s in plan.slots if s.timed]
+    saved = [r.spec.batch_per_core for r in read_rows(tmp_path / "r.jsonl")]
+    assert saved == order[: order.index(3)] and saved  # everything measured before the interruption
 
 
 def test_cpu_plan_says_what_it_scaled_down(tmp_path):
@@ -213,12 +217,16 @@ def test_speed_cli_json_rows(cli, tmp_path):
         "1",
         "--format",
         "json",
+        "--rounds",
+        "2",
         "--out",
         str(out),
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert len(rows) == 2 and [r["spec"]["batch_per_core"] for r in rows] == [1, 2]
+    assert sorted(r["spec"]["batch_per_core"] for r in rows) == [1, 1, 1, 2, 2]  # two rounds, 1 also last in round 0
+    assert sorted((r["trial"]["round"], r["trial"]["self_test"]) for r in rows if r["spec"]["batch_per_core"] == 1) == [
+        (0, "first"), (0, "last"), (1, "")]  # fmt: skip
     for r in rows:
         assert ROW_FIELDS <= r.keys() and SPEC_FIELDS <= r["spec"].keys()
         t = r["throughput"]

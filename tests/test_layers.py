@@ -16,7 +16,7 @@ LAYERS = (
     ("__main__",),
     ("cli",),
     ("views",),
-    ("sweep", "report", "compare", "ab"),
+    ("sweep", "rounds", "workers", "report", "compare", "ab"),
     ("harness",),
     ("hardware",),
     ("xla",),

@@ -10,7 +10,7 @@ from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement
 from coatbench.options import Dtype, Execution, Format
 from coatbench.report import build_reports, classify
-from coatbench.results import Env, Status, append_row
+from coatbench.results import Env, Status, append_row, read_rows
 from coatbench.suite import Claim, load_suite
 from coatbench.sweep import make_row
 from coatbench.views.report import long_frame, plot, to_json, to_latex, to_markdown
@@ -199,14 +199,24 @@ def test_unknown_suite_and_corrupt_results(cli, tmp_path):
 def test_dry_run_and_resume(cli, tmp_path):
     dry = cli("run", "ci-cpu", "--device", "cpu", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "6 cells" in dry.stdout and "nothing was measured" in dry.stdout
-    out = tmp_path / "r.jsonl"
-    first = cli("run", "ci-cpu", "--device", "cpu", "--batch-sizes", "1", "--out", str(out), "--quiet")
+    assert "6 cells x 3 rounds" in dry.stdout and "nothing was measured" in dry.stdout
+    out, suite = tmp_path / "r.jsonl", tmp_path / "tiny.toml"
+    suite.write_text('batch_sizes = [1]\n[[settings]]\nname = "tiny"\nmodel = "coatnet-0"\nimage_size = 32\n'
+                     'rows = [{ layout = "1,1,1,1,1" }, { layout = "1,1,1,1,1", head_size = 64 }]\n')  # fmt: skip
+    quick = [str(suite), "--device", "cpu", "--rounds", "2", "--min-time", "0.05", "--max-time", "0.2"]
+    first = cli("run", *quick, "--out", str(out), "--quiet")
     assert first.returncode == 0, first.stderr
     lines = out.read_text().splitlines()
-    out.write_text("\n".join(lines[:4]) + "\n")  # as if the sweep had stopped after 4 cells
-    again = cli("run", "ci-cpu", "--device", "cpu", "--batch-sizes", "1", "--resume", str(out), "--dry-run")
-    assert "4 of 6 cells already there" in again.stdout + again.stderr and "2 cells" in again.stdout
+    assert len(lines) == 4 * 2 + 1  # four cells, two rounds, the baseline twice in the self-test round
+    out.write_text("\n".join(lines[:3]) + "\n")  # as if the sweep had stopped after 3 measurements
+    again = cli("run", *quick, "--resume", str(out), "--dry-run")
+    assert "3 of 9 measurements already there" in again.stdout + again.stderr
+    resumed = cli("run", *quick, "--resume", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_rows(out)
+    keys = [(r.trial.sweep, r.trial.round, r.trial.self_test, r.spec.network["head_size"], r.spec.mode) for r in rows]
+    assert len(rows) == 9 and len(set(keys)) == 9  # the same sweep continued: nothing twice, nothing missing
+    assert rows[:5] == read_rows(out)[:5] and len({r.trial.seed for r in rows}) == 1
 
 
 def test_runs_under_other_conditions_are_never_pooled(table8):

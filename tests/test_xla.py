@@ -35,10 +35,12 @@ def test_sweep_on_two_xla_cores(cli, tmp_path):
         str(out),
         "--quiet",
         "--strict",
+        "--rounds",
+        "1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout)
-    assert [r["spec"]["mode"] for r in rows] == ["train", "infer"]
+    assert [r["spec"]["mode"] for r in rows] == ["train", "infer", "train"]  # the baseline also last: self-test
     for row in rows:
         assert row["status"] == "ok", row["message"]
         assert row["spec"]["devices"] == 2 and row["spec"]["global_batch"] == 4
@@ -100,11 +102,11 @@ def test_resume_of_an_xla_sweep_measures_nothing_again(cli, tmp_path):
         'image_size = 32\nrows = [{ layout = "1,1,1,1,1" }]\n'
     )
     out = tmp_path / "xla.jsonl"
-    first = cli("run", str(suite), "--device", "xla", "--out", str(out), "--quiet")
+    first = cli("run", str(suite), "--device", "xla", "--rounds", "1", "--out", str(out), "--quiet")
     assert first.returncode == 0, first.stderr[-3000:]
     measured = out.read_text()
-    assert measured.count("\n") == 1 and '"status":"ok"' in measured
-    again = cli("run", str(suite), "--device", "xla", "--resume", str(out))
+    assert measured.count("\n") == 2 and measured.count('"status":"ok"') == 2  # the cell first and last
+    again = cli("run", str(suite), "--device", "xla", "--rounds", "1", "--resume", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "1 of 1 cells already there" in again.stderr + again.stdout
+    assert "2 of 2 measurements already there" in again.stderr + again.stdout
     assert out.read_text() == measured  # nothing measured, nothing appended

@@ -37,6 +37,10 @@ def records(results: Sequence[RowComparison]) -> list[dict[str, str]]:
 
 def summary(results: Sequence[RowComparison]) -> str:
     regressed = [r for r in results if r.status is Outcome.REGRESSED]
+    if not results:
+        return "Nothing compared."
+    if all(r.status is Outcome.NOT_COMPARABLE for r in results):
+        return f"Nothing comparable: {len(results)} cell(s) not comparable ({results[0].reason})."
     if not regressed:
         others = (Outcome.UNCHANGED, Outcome.IMPROVED, Outcome.INCONCLUSIVE, Outcome.NOT_COMPARABLE)
         counts = {s.value: sum(r.status is s for r in results) for s in others}

@@ -23,6 +23,7 @@ def cell_text(m: Measured) -> str:
         return "-" if m.status is None else m.status.value.upper()
     value = m.images_per_s
     text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+    text = ("~" if m.unstable else "") + text  # unstable: the note says why
     if m.change is not None:
         u = "" if m.uncertainty is None or m.uncertainty != m.uncertainty else f" +-{m.uncertainty * 100:.1f}"
         text += f" ({m.change * 100:+.1f}%{u})"
@@ -124,6 +125,8 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
                         "images_per_s": m.images_per_s,
                         "change": m.change,
                         "change_ci95_halfwidth": m.uncertainty,
+                        "change_basis": m.basis,
+                        "unstable": m.unstable,
                     }
                 )
     return pd.DataFrame.from_records(records)
@@ -137,11 +140,14 @@ def to_json(reports: Sequence[Report]) -> str:
                 {
                     "mode": mode,
                     "batch_per_core": batch,
-                    **{k: v for k, v in dataclasses.asdict(m).items() if k != "runs"},
+                    **{k: v for k, v in dataclasses.asdict(m).items() if k not in ("runs", "rounds")},
                     "status": "missing" if m.status is None else m.status.value,
                 }
                 for (mode, batch), m in line.cells.items()
             ]
+        data["order_sensitive"] = report.order_sensitive
+        for test, raw in zip(report.self_tests, data["self_tests"]):
+            raw["order_sensitive"] = test.order_sensitive
         return data
 
     return json.dumps({"reports": [clean(r) for r in reports], "notes": all_notes(reports)}, indent=2) + "\n"

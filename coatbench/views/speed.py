@@ -10,11 +10,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from coatbench.config import variant_name
 from coatbench.options import Format
-from coatbench.results import Row
+from coatbench.report import cell_summary
+from coatbench.results import LAST, Row, run_key
 from coatbench.views.console import emit, err_console, print_note
 
 if TYPE_CHECKING:
@@ -27,8 +29,14 @@ def cell_name(cell: Cell) -> str:
 
 
 def plan_notes(plan: Plan) -> list[str]:
-    """What the plan scaled down and where it continues; where the rows go comes last."""
-    notes = [f"scaled down for the CPU: {note}" for note in plan.scaled_down]
+    """How the cells are measured, what the plan scaled down and where it continues; where the
+    rows go comes last."""
+    where = "in this process" if plan.device.type == "xla" else f"in {plan.processes} worker process(es)"
+    notes = [
+        f"{plan.rounds} round(s) of interleaved cells, order drawn from seed {plan.seed} (sweep {plan.sweep}), "
+        f"{where}; the position self-test measures each setting's baseline first and last in round 1"
+    ]
+    notes += [f"scaled down for the CPU: {note}" for note in plan.scaled_down]
     if plan.resumed:
         notes.append(plan.resumed)
     return notes + [f"results appended to {plan.out}"]
@@ -44,11 +52,22 @@ def throughput_cell(row: Row) -> str:
 
 
 def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
-    table = []
+    """One line per cell, its runs (rounds) together: the geometric mean of their medians and
+    its 95% CI over them; ~ marks an unstable cell."""
+    cells: dict[tuple, list[Row]] = {}
     for row in rows:
-        spec, ok = row.spec, row.ok
-        peak = row.memory.peak_bytes if row.memory else None
-        mfu = row.compute.mfu if row.compute else None
+        if not (row.trial and row.trial.self_test == LAST):  # the position self-test's extra run
+            cells.setdefault(run_key(row.env, row.spec), []).append(row)
+    table = []
+    for runs in cells.values():
+        cell, spec = cell_summary(runs), runs[0].spec
+        ok = [r for r in runs if r.ok]
+        value, compute = cell.images_per_s, ok[-1].compute if ok else None
+        tflops = None if compute is None else value * spec.devices * compute.flops_per_image / 1e12
+        peak = max((r.memory.peak_bytes or 0 for r in ok if r.memory), default=0)
+        first = [r.timing.first_step_s for r in ok if r.timing.first_step_s]
+        ci = "" if cell.ci is None else f" +-{cell.ci * 100:.1f}%"
+        shown = f"{'~' if cell.unstable else ''}{value:,.1f}{ci}" if ok else cell.status.value.upper()
         table.append(
             {
                 "variant": variant_name(spec.network),
@@ -56,12 +75,13 @@ def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
                 "execution": spec.execution,
                 "dtype": spec.dtype,
                 "batch/core": str(spec.batch_per_core),
-                "images/s/core (95% CI)": throughput_cell(row),
-                "step ms": f"{row.throughput.step_time_s * 1e3:.1f}" if ok else "-",
-                "TFLOP/s": f"{row.compute.tflops:.1f}" if ok else "-",
-                "MFU": "-" if mfu is None else f"{mfu:.1%}",
+                "images/s/core (95% CI)": shown,
+                "runs": str(len(ok)),
+                "step ms": f"{spec.batch_per_core / value * 1e3:.1f}" if ok else "-",
+                "TFLOP/s": "-" if tflops is None else f"{tflops:.1f}",
+                "MFU": "-" if tflops is None or not compute.peak_tflops else f"{tflops / compute.peak_tflops:.1%}",
                 "peak mem": f"{peak / 2**30:.2f} GiB" if peak else "-",
-                "compile/1st step": f"{row.timing.first_step_s:.1f} s" if row.timing.first_step_s else "-",
+                "compile/1st step": f"{float(np.median(first)):.1f} s" if first else "-",
             }
         )
     return table
@@ -79,7 +99,8 @@ def show_dry_run(plan: Plan, estimates: Sequence[tuple[Cell, float]], fmt: Forma
     ]
     total = sum(seconds for _, seconds in estimates)
     notes = plan_notes(plan)[:-1] + [
-        f"{len(plan.cells)} cells on {plan.env.device_name}, roughly {total / 60:,.1f} min (a guess from MACs, "
+        f"{len(plan.cells)} cells x {plan.rounds} rounds on {plan.env.device_name}, roughly {total / 60:,.1f} min "
+        "(a guess from MACs, "
         "not a measurement); nothing was measured"
     ]
     raw = [{"cell": r["cell"], "dtype": r["dtype"], "seconds": s} for r, (_, s) in zip(rows, estimates)]
@@ -127,7 +148,7 @@ def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
     for note in plan_notes(plan)[:-1]:
         print_note(note)
     if not sys.stderr.isatty():
-        yield _Lines(len(plan.cells))
+        yield _Lines(plan.timed_slots)
         return
     columns = (
         TextColumn("{task.description}"),
@@ -137,4 +158,4 @@ def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console) as bar:
-        yield _Bar(bar, bar.add_task("measuring", total=len(plan.cells)))
+        yield _Bar(bar, bar.add_task("measuring", total=plan.timed_slots))
