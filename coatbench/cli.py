@@ -44,7 +44,7 @@ def option(kind, help: str, *names: str):
 Model = Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7 (coatnet_2 and CoAtNet-2 work too).")]
 FormatOpt = option(Format, "table, markdown, csv, json or latex.", "--format")
 Device = option(DeviceKind, "auto picks a GPU, else a TPU, else the CPU.")
-BatchSizes = option(str | None, "Per-core batch sizes, e.g. 32,64. Default: 32,64,128,256 (a suite's own); 1,2 on CPU.")
+BatchSizes = option(str | None, "Per-core batch sizes, e.g. 32,64. Default: 32,64,128,256 (a suite's own); 1 on a CPU.")
 DtypeOpt = option(Dtype | None, "Autocast dtype. Default: bf16; fp32 on a CPU.")
 ChannelsLast = option(bool, "Channels-last memory format (CPU and GPU).", "--channels-last/--no-channels-last")
 MinTime = option(float | None, "Timed seconds per cell, at least. Default: 2; 1 on a CPU.")

@@ -22,7 +22,7 @@ from scipy.stats import gmean
 
 from coatbench.accuracy import Accuracies, AccuracyRecord
 from coatbench.errors import CoatbenchError
-from coatbench.results import FIRST, LAST, Row, Status, condition_key
+from coatbench.results import FIRST, LAST, Row, Status, condition_key, run_key
 from coatbench.stats import paired_change, ratio_with_uncertainty, runs_ratio_with_uncertainty, spread_of_runs
 from coatbench.suite import Claim, Setting, Suite, SuiteRow
 
@@ -145,7 +145,7 @@ def classify(change: float, uncertainty: float, claim: Claim) -> str:
 
 
 def _variant_row(setting: Setting, claim: Claim) -> SuiteRow | None:
-    for row in setting.rows[1:]:
+    for row in setting.variants:
         if dict(row.knobs) == dict(claim.variant):
             return row
     return None
@@ -158,7 +158,7 @@ def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) 
             variant = _variant_row(setting, claim)
             if variant is None:
                 continue
-            base, other = lines[setting.name, setting.rows[0].label], lines[setting.name, variant.label]
+            base, other = lines[setting.name, setting.baseline.label], lines[setting.name, variant.label]
             for mode in report.modes:
                 per_batch, missing = [], []
                 for batch in report.batch_sizes:
@@ -244,10 +244,13 @@ def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies)
     )
     by_label: dict[tuple[str, str], Line] = {}
     for setting in suite.settings:
-        baseline_row = setting.rows[0]
+        baseline_row = setting.baseline
         base_key = json.dumps(baseline_row.config.spec(), sort_keys=True)
         report.self_tests += [
-            test for key, runs in cells.items() if key[0] == base_key for test in _self_tests(setting.name, runs)
+            test
+            for key, runs in cells.items()
+            if key[0] == base_key
+            for test in position_self_tests(runs, setting.name)
         ]
         for suite_row in setting.rows:
             measured, size = {}, None
@@ -310,13 +313,16 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
     return notes
 
 
-def _self_tests(setting: str, runs: Sequence[Row]) -> list[SelfTest]:
-    """The position self-tests among the runs of one baseline cell: each LAST with the FIRST of
-    its sweep and round."""
-    firsts = {(r.trial.sweep, r.trial.round): r for r in runs if r.ok and r.trial and r.trial.self_test == FIRST}
+def position_self_tests(runs: Sequence[Row], setting: str = "") -> list[SelfTest]:
+    """The position self-tests among `runs`: each LAST with the FIRST of its sweep, round and cell."""
+
+    def key(r: Row) -> tuple:
+        return r.trial.sweep, r.trial.round, run_key(r.env, r.spec)
+
+    firsts = {key(r): r for r in runs if r.ok and r.trial and r.trial.self_test == FIRST}
     tests = []
     for last in (r for r in runs if r.ok and r.trial and r.trial.self_test == LAST):
-        first = firsts.get((last.trial.sweep, last.trial.round))
+        first = firsts.get(key(last))
         if first is not None:
             change, u = ratio_with_uncertainty(last.samples, first.samples)
             tests.append(SelfTest(setting, f"{last.spec.mode} per-core {last.spec.batch_per_core}", change, u))

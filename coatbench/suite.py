@@ -1,8 +1,9 @@
 """Named benchmark suites: settings as in one of the paper's tables, and its speed claims.
 
 A suite is a TOML file (`coatbench/suites/NAME.toml`, linked from `benchmarks/`), or any
-file of the same form a user writes. Each setting lists rows (variants of one model); the
-first row is the setting's baseline. Claims say which variant should be faster, by how much.
+file of the same form a user writes. Each setting lists rows (variants of one model); its
+baseline is the row marked `baseline = true`, else the first. Claims say which variant should
+be faster, by how much.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ class Setting:
     name: str
     pretrain: str
     accuracy_source: str
-    rows: tuple[SuiteRow, ...]  # rows[0] is the baseline
+    rows: tuple[SuiteRow, ...]  # in the file's order
+    baseline_index: int = 0  # the row marked `baseline = true`, else the first
+
+    @property
+    def baseline(self) -> SuiteRow:
+        return self.rows[self.baseline_index]
+
+    @property
+    def variants(self) -> tuple[SuiteRow, ...]:
+        return tuple(row for i, row in enumerate(self.rows) if i != self.baseline_index)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,8 @@ class Suite:
         seen: set[CoAtNetConfig] = set()
         groups = []
         for setting in self.settings:
-            group = [row.config for row in setting.rows if row.config not in seen]
+            ordered = (setting.baseline, *setting.variants)  # a group's first config is its baseline
+            group = [row.config for row in ordered if row.config not in seen]
             seen.update(group)
             groups.append(group)
         return [group for group in groups if group]
@@ -107,7 +118,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def _knobs(entry: dict) -> tuple[tuple[str, object], ...]:
-    unknown = set(entry) - set(ABLATIONS) - {"label"}
+    unknown = set(entry) - set(ABLATIONS) - {"label", "baseline"}
     if unknown:
         raise CoatbenchError(f"unknown row field(s) {', '.join(sorted(unknown))}: use {', '.join(ABLATIONS)}")
     return tuple((k, entry[k]) for k in ABLATIONS if k in entry)
@@ -123,9 +134,11 @@ def parse_suite(name: str, data: dict) -> Suite:
             rows.append(SuiteRow(str(entry.get("label", config.name)), config, knobs))
         if not rows:
             raise CoatbenchError(f"setting {s['name']!r} has no rows")
-        settings.append(
-            Setting(str(s["name"]), s.get("pretrain", "imagenet-1k"), s.get("accuracy_source", ""), tuple(rows))
-        )
+        marked = [i for i, entry in enumerate(s["rows"]) if entry.get("baseline") is True]
+        if len(marked) > 1:
+            raise CoatbenchError(f"setting {s['name']!r} marks {len(marked)} rows as its baseline: mark one")
+        pretrain, source = s.get("pretrain", "imagenet-1k"), s.get("accuracy_source", "")
+        settings.append(Setting(str(s["name"]), pretrain, source, tuple(rows), marked[0] if marked else 0))
     if not settings:
         raise CoatbenchError("a suite needs at least one [[settings]] table")
     claims = []

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 from conftest import assert_one_line_error
@@ -178,6 +179,7 @@ def test_report_cli_from_saved_runs(cli, table8, tmp_path):
         ("[[settings]]\nname='x'\nmodel='coatnet-9'\nrows=[{}]\n", ["unknown model"]),
         ("[[settings]]\nname='x'\nmodel='coatnet-2'\nrows=[{colour='red'}]\n", ["unknown row field"]),
         ("description='x'\n", ["malformed suite"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-2'\nrows=[{baseline=true},{norm='ln',baseline=true}]\n", ["mark one"]),
     ],
 )
 def test_malformed_suite(cli, tmp_path, content, needles):
@@ -217,6 +219,17 @@ def test_dry_run_and_resume(cli, tmp_path):
     keys = [(r.trial.sweep, r.trial.round, r.trial.self_test, r.spec.network["head_size"], r.spec.mode) for r in rows]
     assert len(rows) == 9 and len(set(keys)) == 9  # the same sweep continued: nothing twice, nothing missing
     assert rows[:5] == read_rows(out)[:5] and len({r.trial.seed for r in rows}) == 1
+
+
+def test_the_baseline_is_the_marked_row_wherever_it_is_listed():
+    """results/cpu/order/reversed.toml lists Table 8's CoAtNet-2 rows backwards, the baseline last:
+    the same comparisons as the suite's own order."""
+    root = Path(__file__).resolve().parents[1] / "results" / "cpu" / "order"
+    forward, reversed_ = (load_suite(str(root / f"{name}.toml")) for name in ("forward", "reversed"))
+    (f,), (r,) = forward.settings, reversed_.settings
+    assert f.baseline.label == r.baseline.label == "CoAtNet-2" and r.baseline_index == 2
+    assert [row.label for row in r.variants] == [row.label for row in reversed(f.variants)]
+    assert forward.groups[0][0] == reversed_.groups[0][0] == f.baseline.config  # measured first and last
 
 
 def test_runs_under_other_conditions_are_never_pooled(table8):

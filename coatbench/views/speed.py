@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from coatbench.config import variant_name
 from coatbench.options import Format
-from coatbench.report import cell_summary
+from coatbench.report import cell_summary, position_self_tests
 from coatbench.results import LAST, Row, run_key
 from coatbench.views.console import emit, err_console, print_note
 
@@ -87,8 +87,19 @@ def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
     return table
 
 
+def self_test_notes(rows: Sequence[Row]) -> list[str]:
+    """The position self-test of each sweep among `rows`: the baseline measured last vs first."""
+    notes = []
+    for test in position_self_tests(rows):
+        verdict = "outside 1 +- 2%: this machine is order-sensitive" if test.order_sensitive else "within 1 +- 2%"
+        change = f"{test.change * 100:+.1f}% +-{test.uncertainty * 100:.1f}"
+        notes.append(f"position self-test ({test.cell}, last vs first in round 1): {change}, {verdict}")
+    return notes
+
+
 def show_rows(rows: Sequence[Row], fmt: Format, title: str, notes: Sequence[str] = ()) -> None:
-    emit(fmt, [row.to_dict() for row in rows], speed_table(rows), title=title, notes=notes)
+    table = speed_table(rows)
+    emit(fmt, [row.to_dict() for row in rows], table, title=title, notes=[*self_test_notes(rows), *notes])
 
 
 def show_dry_run(plan: Plan, estimates: Sequence[tuple[Cell, float]], fmt: Format) -> None:
