@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -230,3 +231,12 @@ def test_ab_bad_input(cli, tmp_path):
     assert_one_line_error(cli("ab", "HEAD", "HEAD", "--rounds", "0"), "--rounds must be at least 1")
     assert_one_line_error(cli("ab", "no-such-ref", "HEAD", "--rounds", "1"), "git rev-parse")
     assert_one_line_error(cli("ab", "HEAD", "HEAD", cwd=tmp_path), "git rev-parse")  # not a git checkout
+
+
+def test_cpus_with_other_core_or_thread_counts_are_other_hardware():
+    """A 64-CPU run is not judged against a 2-CPU baseline (it was, and "regressed")."""
+    small = row([100.0] * 15, hardware="cpu:AMD EPYC x1")
+    big = dataclasses.replace(small, env=dataclasses.replace(small.env, cpu_count=64, threads=64))
+    assert small.env.hardware_key == "cpu:AMD EPYC x1 (2 CPUs, 2 threads)"
+    (result,) = compare_rows([small], [big])
+    assert result.status == "not comparable" and "64 CPUs, 64 threads" in result.reason

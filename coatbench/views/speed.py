@@ -92,8 +92,7 @@ def self_test_notes(rows: Sequence[Row]) -> list[str]:
     notes = []
     for test in position_self_tests(rows):
         verdict = "outside 1 +- 2%: this machine is order-sensitive" if test.order_sensitive else "within 1 +- 2%"
-        change = f"{test.change * 100:+.1f}% +-{test.uncertainty * 100:.1f}"
-        notes.append(f"position self-test ({test.cell}, last vs first in round 1): {change}, {verdict}")
+        notes.append(f"position self-test ({test.cell}, last vs first in round 1): {test.text}, {verdict}")
     return notes
 
 
