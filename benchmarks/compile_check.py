@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from coatbench.config import build_config
+from coatbench.files import write_atomically
 from coatbench.harness import compile_regions
 from coatbench.model import build_model
-from coatbench.results import write_atomically
 
 VARIANTS = {
     "base": {},

@@ -308,7 +308,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_arguments()
-    from coatbench.results import JsonLines, write_atomically
+    from coatbench.files import write_atomically
+    from coatbench.results import JsonLines
 
     def read_rows(path):
         return [row for _, row in JsonLines(path).read()]

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from coatbench.compare import Comparison, compare_rows
+from coatbench.compare import Comparison, judge
 from coatbench.errors import CoatbenchError
 from coatbench.results import Row, read_rows
 
@@ -92,4 +92,4 @@ def compare_revisions(
 ) -> Comparison:
     """`run_ab`, then each cell judged on its rounds, paired (A and B of a round ran side by side)."""
     rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra_args, on_round=on_round)
-    return Comparison(compare_rows(rows_a, rows_b, threshold, alpha, paired=True))
+    return judge(rows_a, rows_b, threshold, alpha, paired=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from coatbench.config import ABLATIONS, build_config
 from coatbench.errors import CoatbenchError
-from coatbench.results import append_atomically
+from coatbench.files import append_locked
 
 COLUMNS = ("model", "image_size", "pretrain", "metric", "value", *ABLATIONS, "source")
 PAPER_FILE = "coatbench/data/accuracy.csv"  # shipped with the package: every top-1 of the paper
@@ -88,6 +88,8 @@ def read_records(path: Path | None = None, *, user: bool = False) -> list[Accura
     """The paper's accuracies (path None) or a user's CSV of the same columns."""
     source = Path(path) if path is not None else files("coatbench") / "data" / "accuracy.csv"
     name = str(path) if path is not None else PAPER_FILE
+    if path is not None and Path(path).exists() and not Path(path).is_file():
+        raise CoatbenchError(f"accuracy file {name} is not a regular file: give a .csv file")
     try:
         text = source.read_text()
     except (OSError, UnicodeDecodeError) as error:
@@ -130,6 +132,8 @@ def add_record(path: Path, record_fields: dict) -> AccuracyRecord:
     """Validate one record and append it to the user's CSV (created with a header). Knob
     values may be given as the knobs' types (an enum, a bool) or as text."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise CoatbenchError(f"cannot write {path}: it is not a regular file: give a .csv file")
     cells = {k: _cell(record_fields.get(k)) for k in COLUMNS}
     record = parse_row(cells, "new record", True)
     if path.exists():
@@ -139,7 +143,7 @@ def add_record(path: Path, record_fields: dict) -> AccuracyRecord:
     if not path.exists():
         writer.writeheader()
     writer.writerow(cells)
-    append_atomically(path, buffer.getvalue().encode())
+    append_locked(path, buffer.getvalue().encode())
     return record
 
 

@@ -2,7 +2,9 @@
 library call, hands the result to one view, and returns the exit code. Nothing imported at
 module level imports torch, so `--help`, `report` and `compare` answer without it."""
 
+import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -10,19 +12,10 @@ import typer
 
 from coatbench import options
 from coatbench.config import ABLATIONS, KNOB_NAMES, KNOBS, build_config
-from coatbench.errors import CoatbenchError
-from coatbench.options import (
-    BASELINES_DIR,
-    DEFAULT_ROUNDS,
-    USER_ACCURACY,
-    DeviceKind,
-    Dtype,
-    Execution,
-    Format,
-    Modes,
-    option_group,
-)
-from coatbench.views.console import print_error, print_table
+from coatbench.errors import CoatbenchError, Interrupted
+from coatbench.files import check_writable
+from coatbench.options import DeviceKind, Execution, Format, Modes, option_group
+from coatbench.views.console import print_error, print_note, print_table
 from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows
 
 HELP = "Measure what CoAtNet's architecture choices cost on your hardware."
@@ -43,56 +36,38 @@ def option(kind, help: str, *names: str):
 
 Model = Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7 (coatnet_2 and CoAtNet-2 work too).")]
 FormatOpt = option(Format, "table, markdown, csv, json or latex.", "--format")
-Device = option(DeviceKind, "auto picks a GPU, else a TPU, else the CPU.")
-BatchSizes = option(str | None, "Per-core batch sizes, e.g. 32,64. Default: 32,64,128,256 (a suite's own); 1 on a CPU.")
-DtypeOpt = option(Dtype | None, "Autocast dtype. Default: bf16; fp32 on a CPU.")
-ChannelsLast = option(bool, "Channels-last memory format (CPU and GPU).", "--channels-last/--no-channels-last")
-MinTime = option(float | None, "Timed seconds per cell, at least. Default: 2; 1 on a CPU.")
-MaxTime = option(float | None, "Stop refining the CI after this many timed seconds. Default: 30; 10 on a CPU.")
-Timeout = option(float | None, "Give up on a cell after this many seconds. Default: 900.")
-Strict = option(bool, "XLA: fail a cell that recompiles or falls back while timed.", "--strict")
-XlaCache = option(Path | None, "XLA: persistent compilation cache directory.")
-Rounds = option(int, "Rounds: each cell is measured once per round, the cells of a setting interleaved.")
-Seed = option(int | None, "Seed of the rounds' orders. Default: a new one (saved in every row).")
-Processes = option(int | None, "Worker processes the rounds are spread over. Default: one a round; 1 on GPU.")
-Out = option(Path | None, "JSON Lines file to append to. Default: a new results/runs/speed-<time>.jsonl.")
-Executions = option(str, "Execution modes, comma-separated: " + ",".join(e.value for e in Execution), "--execution")
-Resume = option(Path | None, "Skip the cells already in this results file and append to it.")
-DryRun = option(bool, "List the cells and a rough time estimate; measure nothing.", "--dry-run")
-Quiet = option(bool, "No progress, only the result.", "--quiet")
-Accuracy = option(list[Path] | None, f"Your accuracy CSV (preferred). Default: {USER_ACCURACY}.", "--accuracy")
+Accuracy = option(list[Path] | None, f"Your accuracy CSV (preferred). Default: {options.USER_ACCURACY}.", "--accuracy")
 Plot = option(Path | None, "Also draw throughput vs batch and top-1 vs throughput to this PNG.")
-Threshold = option(str, "Slowdown that counts as a regression, e.g. 5% or 0.05.")
-Alpha = option(float, "Significance level of the one-sided t-test on the runs' medians.")
-AllowNothing = option(bool, "Exit 0, not 3, when no cell could be compared.", "--allow-nothing-comparable")
-Baseline = option(str | None, f"A baseline file, or 'auto': the one saved for this hardware in {BASELINES_DIR}.")
+Baseline = option(str | None, f"A baseline file, or 'auto': the one saved for this hardware ({options.BASELINES_DIR}).")
 ModeOpt = option(Modes, "Training step, inference, or both.")
 Compile = option(bool, "torch.compile each block of the model.", "--compile")
 CudaGraphs = option(bool, "Capture the whole step in a CUDA graph (with --compile: compiled).", "--cuda-graphs")
 FoldBn = option(bool, "Inference, compiled with BatchNorm folded into the convs (compile-folded-bn).", "--fold-bn")
-# fmt: off
-# How and where cells are measured: the same options for `speed`, `run` and `table8`.
-measure_options = option_group("measure", {
-    "device": (Device, DeviceKind.AUTO), "batch_sizes": (BatchSizes, None), "dtype": (DtypeOpt, None),
-    "channels_last": (ChannelsLast, True), "min_time": (MinTime, None), "max_time": (MaxTime, None),
-    "timeout": (Timeout, None), "strict": (Strict, False), "xla_cache": (XlaCache, None), "out": (Out, None),
-    "rounds": (Rounds, DEFAULT_ROUNDS), "seed": (Seed, None), "processes": (Processes, None),
-})
-# What a suite command does besides measuring: the same for `run` and `table8`.
-suite_options = option_group("sweep", {
-    "execution": (Executions, "eager"), "resume": (Resume, None), "dry_run": (DryRun, False), "quiet": (Quiet, False),
-})
-# How a comparison judges: the same for `compare` and `ab`.
-judge_options = option_group("judge", {
-    "threshold": (Threshold, "5%"), "alpha": (Alpha, 0.01), "allow_nothing_comparable": (AllowNothing, False),
-})
-# fmt: on
 
 
-def planned(batch_sizes: str | None, out: Path | None, **given) -> dict:
-    """`measure_options` parsed, as keywords for `sweep.make_plan`."""
+def typed(declared: options.Declared):
+    return option(declared.kind, declared.help, *declared.flags)
+
+
+def declared_group(group: str, declared: dict[str, options.Declared]):
+    """An option group of `options`' declarations (type, default, help, flags)."""
+    return option_group(group, {name: (typed(d), d.default) for name, d in declared.items()})
+
+
+measure_options = declared_group("measure", options.MEASURE_OPTIONS)  # speed, run, table8
+suite_options = declared_group("sweep", options.SUITE_OPTIONS)  # run, table8
+judge_options = declared_group("judge", options.JUDGE_OPTIONS)  # compare, ab
+Device, BatchSizes = (typed(options.MEASURE_OPTIONS[name]) for name in ("device", "batch_sizes"))  # ab's too
+Quiet = typed(options.SUITE_OPTIONS["quiet"])  # speed's too
+
+
+def planned(batch_sizes: str | None, out: Path | None, resume: Path | None, **given) -> dict:
+    """`measure_options` parsed and checked (before torch is imported), as keywords for
+    `sweep.make_plan`; the rows' file is checked for writing before anything is measured."""
     batches = None if batch_sizes is None else options.parse_batch_sizes(batch_sizes)
-    return {**given, "batch_sizes": batches, "out": out or options.new_runs_path()}
+    out = out or options.new_runs_path()
+    check_writable(resume or out)
+    return {**given, "batch_sizes": batches, "out": out, "resume": resume}
 
 
 @app.command()
@@ -130,21 +105,25 @@ def speed(
     measure: dict,
 ) -> None:
     """Training and inference throughput across per-core batch sizes, with honest statistics."""
+    config, execution, given = (
+        build_config(model, **knobs),
+        Execution.of_flags(compile, cuda_graphs, fold_bn),
+        planned(**measure),
+    )
     from coatbench.sweep import make_plan, run_plan
 
-    execution = Execution.of_flags(compile, cuda_graphs, fold_bn)
-    plan = make_plan([build_config(model, **knobs)], modes=mode.modes(), executions=[execution], **planned(**measure))
+    plan = make_plan([config], modes=mode.modes(), executions=[execution], **given)
     with progress(plan, quiet) as shown:
         rows = run_plan(plan, shown)
     show_rows(rows, fmt, title=f"Throughput on {plan.env.device_name}", notes=plan_notes(plan))
 
 
-def _measure_suite(suite: str, execution: str, resume: Path | None, dry_run: bool, quiet: bool, measure: dict):
+def _measure_suite(suite: str, execution: str, dry_run: bool, quiet: bool, measure: dict):
     """(the suite, its rows: the resumed file's and this run's); the rows are None after a dry run."""
+    executions, given = options.parse_executions(execution), planned(**measure)
     from coatbench.sweep import estimate, plan_suite, run_plan
 
-    executions = options.parse_executions(execution)
-    suite, plan = plan_suite(suite, executions=executions, resume=resume, **planned(**measure))
+    suite, plan = plan_suite(suite, executions=executions, **given)
     if dry_run:
         show_dry_run(plan, estimate(plan), Format.TABLE)
         return suite, None
@@ -169,7 +148,9 @@ def _show_report(suite, rows, accuracy: list[Path] | None, fmt: Format, plot: Pa
     from coatbench.report import build_reports
     from coatbench.views.report import show_reports
 
-    files = accuracy or ([USER_ACCURACY] if USER_ACCURACY.is_file() else [])
+    if plot is not None:
+        check_writable(plot)  # before the report is computed and printed
+    files = accuracy or ([options.USER_ACCURACY] if options.USER_ACCURACY.is_file() else [])
     show_reports(build_reports(suite, rows, load(files)), fmt, plot)
 
 
@@ -178,6 +159,8 @@ def _show_report(suite, rows, accuracy: list[Path] | None, fmt: Format, plot: Pa
 @suite_options
 def table8(accuracy: Accuracy = None, fmt: FormatOpt = Format.TABLE, plot: Plot = None, *, sweep: dict, measure: dict):
     """The paper's Table 8 on your hardware: `run table8`, then its report."""
+    if plot is not None:
+        check_writable(plot)  # before anything is measured
     found, rows = _measure_suite("table8", **sweep, measure=measure)
     if rows is not None:
         _show_report(found, rows, accuracy, fmt, plot)
@@ -210,7 +193,9 @@ def accuracy_add(
     source: Annotated[str, typer.Option(help="Where the number comes from, e.g. 'my run 2026-11-24'.")],
     pretrain: Annotated[str, typer.Option(help="imagenet-1k, imagenet-21k or jft.")] = "imagenet-1k",
     image_size: Annotated[int, typer.Option(help="Evaluation resolution.")] = 224,
-    file: Annotated[Path, typer.Option(help="CSV to append to (pass it to reports with --accuracy).")] = USER_ACCURACY,
+    file: Annotated[
+        Path, typer.Option(help="CSV to append to (pass it to reports with --accuracy).")
+    ] = options.USER_ACCURACY,
     *,
     knobs: dict,
 ) -> None:
@@ -239,7 +224,7 @@ def compare(
     from coatbench.views.compare import show_comparison
 
     cut, alpha = options.parse_fraction(judge["threshold"], "--threshold"), judge["alpha"]
-    comparison = compare_files(files, baseline, BASELINES_DIR, cut, alpha)
+    comparison = compare_files(files, baseline, options.BASELINES_DIR, cut, alpha)
     show_comparison(comparison, fmt)
     return comparison.exit_code(judge["allow_nothing_comparable"])
 
@@ -276,7 +261,7 @@ app.add_typer(baseline_app, name="baseline")
 @baseline_app.command("save")
 def baseline_save(
     results: Annotated[Path, typer.Argument(help="A results file to keep as the baseline for its hardware.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where baselines live.")] = BASELINES_DIR,
+    directory: Annotated[Path, typer.Option("--dir", help="Where baselines live.")] = options.BASELINES_DIR,
 ) -> None:
     """Keep RESULTS as the baseline of the machine(s) it was measured on."""
     from coatbench.compare import load, save_baselines
@@ -285,9 +270,15 @@ def baseline_save(
 
 
 def main() -> None:
-    """Entry point: the one place where known errors become a one-line message and exit 2."""
+    """Entry point: the one place where known errors become a one-line message and their exit
+    code (2: bad input; 130: interrupted, with the command that goes on); warnings one line each."""
+    warnings.showwarning = lambda message, *_: print_note(f"warning: {message}")
     try:
         sys.exit(app(standalone_mode=False) or 0)
+    except Interrupted as error:
+        again = sys.argv[1:] if "--resume" in sys.argv else [*sys.argv[1:], "--resume", str(error.out)]
+        print_error(f"{error}; go on with: {shlex.join(['coatbench', *again])}")
+        sys.exit(error.exit_code)
     except CoatbenchError as error:
         print_error(str(error))
     except typer.Abort:

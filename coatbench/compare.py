@@ -45,7 +45,7 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True)
 class RowComparison:
-    spec: Spec
+    spec: Spec | None  # None: every comparable cell together (`Comparison.overall`)
     status: Outcome
     reason: str = ""
     baseline: float | None = None  # images/s per core: geometric mean of the runs' medians
@@ -59,10 +59,14 @@ class RowComparison:
 class Comparison:
     results: list[RowComparison] = field(default_factory=list)
     note: str = ""  # why nothing was compared, when nothing was
+    # Every comparable cell at once, each run the geometric mean of its cells: a change that
+    # slows every cell a little stands out there before it does in any one cell.
+    overall: RowComparison | None = None
 
     @property
     def regressed(self) -> list[RowComparison]:
-        return [r for r in self.results if r.status is Outcome.REGRESSED]
+        judged = [*self.results, *([self.overall] if self.overall else [])]
+        return [r for r in judged if r.status is Outcome.REGRESSED]
 
     @property
     def nothing_comparable(self) -> bool:
@@ -154,6 +158,34 @@ def compare_rows(
     return results
 
 
+def judge(
+    baseline: Sequence[Row], current: Sequence[Row], threshold: float = 0.05, alpha: float = 0.01, paired: bool = False
+) -> Comparison:
+    """Each cell judged (`compare_rows`), and every comparable cell together (`Comparison.overall`)."""
+    results = compare_rows(baseline, current, threshold, alpha, paired)
+    return Comparison(results, overall=_overall(baseline, current, results, threshold, alpha, paired))
+
+
+def _overall(baseline, current, results, threshold, alpha, paired) -> RowComparison | None:
+    """The comparable cells together: run i of a side is the geometric mean over the cells of
+    their run i. Needs two cells or more, each with as many runs as the others on its side."""
+    keys = [workload_key(r.spec) for r in results if r.status is not Outcome.NOT_COMPARABLE]
+    if len(keys) < 2:
+        return None
+    sides = []
+    for rows in (baseline, current):
+        values = [run_values([r for r in rows if workload_key(r.spec) == key]) for key in keys]
+        if len({len(v) for v in values}) != 1:
+            return None
+        sides.append(np.exp(np.log(np.asarray(values)).mean(axis=0)))
+    base, cur = sides
+    if paired and len(base) != len(cur):
+        return None
+    status, change, p = compare_runs(base, cur, threshold, alpha, paired)
+    why = f"all {len(keys)} comparable cells, each run their geometric mean"
+    return RowComparison(None, status, why, float(gmean(base)), float(gmean(cur)), change, p, (len(base), len(cur)))
+
+
 def run_values(rows: Sequence[Row]) -> list[float]:
     """One value per run, in order: a sweep's rows (its rounds; the self-test's second
     measurement left out) give the geometric mean of their medians, a row without rounds its
@@ -189,7 +221,7 @@ def compare_files(
                 note=f"No baseline saved for {hardware}: not comparable, nothing to check "
                 "(save one with `coatbench baseline save RESULTS`)."
             )
-    return Comparison(compare_rows(load(base_path), current, threshold, alpha))
+    return judge(load(base_path), current, threshold, alpha)
 
 
 def baseline_path(hardware_key: str, directory: Path) -> Path:

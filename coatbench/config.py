@@ -257,6 +257,13 @@ def variant_name(spec: dict) -> str:
     return " ".join([spec["model"], *changed]) + ("" if spec["image_size"] == 224 else f" @{spec['image_size']}")
 
 
+# Beyond these a model cannot be built or counted in reasonable time and memory (the paper's
+# largest: 42 blocks in a stage, 512 px, JFT's 18k classes); refused before anything is built.
+MAX_BLOCKS_PER_STAGE = 128
+MAX_IMAGE_SIZE = 4096
+MAX_CLASSES = 1_000_000
+
+
 def validate(config: CoAtNetConfig) -> None:
     """Raise CoatbenchError for any combination the model cannot be built with."""
     if config.image_size < 32 or config.image_size % 32:
@@ -264,8 +271,16 @@ def validate(config: CoAtNetConfig) -> None:
             f"image size {config.image_size} is not a positive multiple of 32 "
             "(the network halves the resolution five times): try 224, 256, 384 or 512"
         )
-    if config.num_classes < 1:
-        raise CoatbenchError(f"--num-classes must be at least 1, got {config.num_classes}")
+    if config.image_size > MAX_IMAGE_SIZE:
+        raise CoatbenchError(f"image size {config.image_size} is over the limit of {MAX_IMAGE_SIZE}: try 224 to 512")
+    if not 1 <= config.num_classes <= MAX_CLASSES:
+        raise CoatbenchError(f"--num-classes must be between 1 and {MAX_CLASSES:,}, got {config.num_classes}")
+    depths = [config.stem_depth] + [s.depth for s in config.stages]
+    if max(depths) > MAX_BLOCKS_PER_STAGE:
+        raise CoatbenchError(
+            f"a stage of {max(depths):,} blocks is over the limit of {MAX_BLOCKS_PER_STAGE} per stage: "
+            "the paper's deepest has 42 (e.g. 2,2,6,14,2)"
+        )
     if config.head_size < 1:
         raise CoatbenchError(f"--head-size must be positive, got {config.head_size}")
     for stage in config.stages:

@@ -166,6 +166,17 @@ def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:
     return graph.replay
 
 
+# How running out of memory reads where it is not a torch.OutOfMemoryError: XLA names
+# RESOURCE_EXHAUSTED, the CPU allocator says it "can't allocate memory".
+OUT_OF_MEMORY_MESSAGES = ("RESOURCE_EXHAUSTED", "can't allocate memory", "DefaultCPUAllocator: not enough memory")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return any(text in str(error) for text in OUT_OF_MEMORY_MESSAGES)
+
+
 def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.batch_size < 1:
         raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
@@ -269,11 +280,10 @@ def measure(
             result.xla = window.info
             result.message = window.problem
             result.status = Status.FAILED if window.fail else result.status
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        # XLA runs out of device memory as a RuntimeError naming RESOURCE_EXHAUSTED
-        if not isinstance(error, torch.OutOfMemoryError) and "RESOURCE_EXHAUSTED" not in str(error):
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+        if not out_of_memory(error):
             raise
-        result.status, result.message = Status.OOM, str(error).splitlines()[0][:200]
+        result.status, result.message = Status.OOM, (str(error).splitlines() or ["out of memory"])[0][:200]
     except CellTimeout:
         result.status = Status.TIMEOUT
         result.message = f"exceeded {budget.timeout:.0f} s (after {blocks.steps if blocks else 0} steps)"

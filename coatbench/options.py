@@ -157,6 +157,63 @@ def parse_fraction(text: str, option: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class Declared:
+    """An option as the CLI declares it: its type, default, help, and flags (default: --name)."""
+
+    kind: object
+    default: object
+    help: str
+    flags: tuple[str, ...] = ()
+
+
+def _flag(name: str) -> tuple[str, ...]:
+    return (name,)
+
+
+# Options that several commands share, declared once. How and where cells are measured:
+MEASURE_OPTIONS = {
+    "device": Declared(DeviceKind, DeviceKind.AUTO, "auto picks a GPU, else a TPU, else the CPU."),
+    "batch_sizes": Declared(
+        str | None, None, "Per-core batch sizes, e.g. 32,64. Default: 32,64,128,256 (a suite's own); 1 on a CPU."
+    ),
+    "dtype": Declared(Dtype | None, None, "Autocast dtype. Default: bf16; fp32 on a CPU."),
+    "channels_last": Declared(
+        bool, True, "Channels-last memory format (CPU and GPU).", _flag("--channels-last/--no-channels-last")
+    ),
+    "min_time": Declared(float | None, None, "Timed seconds per cell, at least. Default: 2; 1 on a CPU."),
+    "max_time": Declared(
+        float | None, None, "Stop refining the CI after this many timed seconds. Default: 30; 10 on a CPU."
+    ),
+    "timeout": Declared(float | None, None, "Give up on a cell after this many seconds. Default: 900."),
+    "strict": Declared(bool, False, "XLA: fail a cell that recompiles or falls back while timed.", _flag("--strict")),
+    "xla_cache": Declared(Path | None, None, "XLA: persistent compilation cache directory."),
+    "out": Declared(Path | None, None, "JSON Lines file to append to. Default: a new results/runs/speed-<time>.jsonl."),
+    "resume": Declared(Path | None, None, "Measure only what this results file lacks, and append to it."),
+    "rounds": Declared(int, 3, "Rounds: each cell is measured once per round, a setting's cells interleaved."),
+    "seed": Declared(int | None, None, "Seed of the rounds' orders. Default: a new one (saved in every row)."),
+    "processes": Declared(
+        int | None, None, "Worker processes the rounds are spread over. Default: one a round; 1 on GPU."
+    ),
+}
+# What a suite command does besides measuring:
+SUITE_OPTIONS = {
+    "execution": Declared(
+        str, "eager", "Execution modes, comma-separated: " + ",".join(e.value for e in Execution), _flag("--execution")
+    ),
+    "dry_run": Declared(bool, False, "List the cells and a rough time estimate; measure nothing.", _flag("--dry-run")),
+    "quiet": Declared(bool, False, "No progress, only the result.", _flag("--quiet")),
+}
+# How a comparison judges:
+JUDGE_OPTIONS = {
+    "threshold": Declared(str, "5%", "Slowdown that counts as a regression, e.g. 5% or 0.05."),
+    "alpha": Declared(float, 0.01, "Significance level of the one-sided t-test on the runs' medians."),
+    "allow_nothing_comparable": Declared(
+        bool, False, "Exit 0, not 3, when no cell could be compared.", _flag("--allow-nothing-comparable")
+    ),
+}
+DEFAULT_ROUNDS = MEASURE_OPTIONS["rounds"].default
+
 # Default paths, relative to the folder coatbench runs in. The CLI resolves them and passes
 # every file to the library explicitly; nothing below the CLI looks at the current folder.
 RUNS_DIR = Path("results") / "runs"

@@ -4,19 +4,15 @@ One row is one run: one process measuring one cell. `Row` and its parts are the 
 definition; every module reads rows through them, and `workload_key` / `run_key` are the
 only answers to "is this the same cell?" (resume, report and compare all ask it).
 
-Files: JSON Lines, one row per line, never left half-written. An append rewrites the file
-through a temporary file and an atomic rename, so a crash or Ctrl-C at any moment leaves
-either the old file or the new one. Files written by other means (a copy cut short, an
-older tool killed mid-write) may still end in a broken line: reading skips such lines with
-a warning that names them.
+Files: JSON Lines, one row per line (`JsonLines`): appended under a lock in one write, so two
+writers keep every row and a crash leaves at most a torn last line, which reading skips
+with a warning that names it (`coatbench.files`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
 import warnings
@@ -27,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coatbench.errors import CoatbenchError
+from coatbench.files import append_locked, write_atomically
 
 SCHEMA = 2  # the version of the row below; written in every row and checked on read
 # Schema 1 rows are read too: they have no `trial` (each is a single run of its own) and no
@@ -306,24 +303,32 @@ class SkippedLineWarning(UserWarning):
     pass
 
 
+SHOWN_BROKEN_LINES = 3  # a warning names this many broken lines, then counts the rest
+
+
 class JsonLines:
-    """A JSON Lines file that a crash, Ctrl-C or a reader never sees half-written."""
+    """A JSON Lines file: appends are locked and whole, a replacement is atomic (`files`), and
+    reading skips a torn line with one warning."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
 
     def append(self, records: Iterable[dict]) -> None:
-        """Add `records` at the end, all or nothing (the file and its folder are created if missing)."""
-        append_atomically(self.path, _encode(records))
+        append_locked(self.path, _encode(records))
 
     def replace(self, records: Iterable[dict]) -> None:
         write_atomically(self.path, _encode(records))
 
     def read(self) -> list[tuple[int, Any]]:
-        """(line number, value) of every complete line; broken lines are skipped with a warning."""
-        if not self.path.is_file():
+        """(line number, value) of every complete line. Broken lines (an interrupted write) are
+        skipped with one warning; a file none of whose lines is JSON is refused."""
+        if self.path.is_dir():
+            raise CoatbenchError(f"{self.path} is a directory, not a results file: give the .jsonl file in it")
+        if not self.path.exists():
             raise CoatbenchError(f"results file {self.path} does not exist: check the path")
-        values = []
+        if not self.path.is_file():
+            raise CoatbenchError(f"{self.path} is not a regular file, so not a results file: give a .jsonl file")
+        values, broken = [], []
         with self.path.open("rb") as f:
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
@@ -331,11 +336,14 @@ class JsonLines:
                 try:
                     values.append((number, json.loads(raw)))
                 except (json.JSONDecodeError, UnicodeDecodeError):
-                    warnings.warn(
-                        f"{self.path}:{number}: skipped a broken line (an interrupted write?)",
-                        SkippedLineWarning,
-                        stacklevel=2,
-                    )
+                    broken.append(number)
+        if broken and not values:
+            raise CoatbenchError(f"{self.path} is not a results file (no line of it is JSON): is this the right file?")
+        if broken:
+            shown = ", ".join(map(str, broken[:SHOWN_BROKEN_LINES]))
+            more = f" and {len(broken) - SHOWN_BROKEN_LINES} more" if len(broken) > SHOWN_BROKEN_LINES else ""
+            message = f"{self.path}: skipped {len(broken)} broken line(s) ({shown}{more}): an interrupted write?"
+            warnings.warn(message, SkippedLineWarning, stacklevel=2)
         return values
 
 
@@ -343,34 +351,8 @@ def _encode(records: Iterable[dict]) -> bytes:
     return b"".join(json.dumps(record, separators=(",", ":")).encode() + b"\n" for record in records)
 
 
-def append_atomically(path: Path, data: bytes) -> None:
-    """Append `data` to `path` by writing the whole new file aside and renaming it over the
-    old one: a reader, a crash or Ctrl-C sees the old file or the new one, never half."""
-    path = Path(path)
-    existing = path.read_bytes() if path.exists() else b""
-    if existing and not existing.endswith(b"\n"):
-        existing += b"\n"  # a broken last line stays a (skipped) line of its own
-    write_atomically(path, existing + data)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` (created with its folder if missing), all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def append_row(path: Path, row: Row) -> None:
-    """Add one row to `path` atomically (created with its folder if missing)."""
+    """Add one row at the end of `path` (created with its folder if missing)."""
     JsonLines(path).append([row.to_dict()])
 
 

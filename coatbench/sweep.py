@@ -4,7 +4,9 @@ processes (`coatbench.workers`), each row saved the moment its cell ends."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,7 +16,8 @@ import torch
 
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
-from coatbench.errors import CoatbenchError
+from coatbench.errors import CoatbenchError, Interrupted
+from coatbench.files import WriteError, check_writable
 from coatbench.hardware import fingerprint, peak_tflops, resolve_device
 from coatbench.harness import PEAK_MEMORY_METHOD, Cell, Measurement, check_cell
 from coatbench.options import CPU_BUDGET, DEFAULT_ROUNDS, Budget, DeviceKind, Dtype, Execution, Mode
@@ -98,11 +101,14 @@ def make_plan(
     strict: bool = False,
     xla_cache: Path | None = None,
     out: Path,
+    resume: Path | None = None,
 ) -> Plan:
     """The cells to measure and their rounds, with the defaults that fit the device; on a CPU,
     what was scaled down is listed so that nobody mistakes it for the full run. `groups`
     (default: all configs, one group) are the settings whose cells are interleaved: the first
-    config of each is its baseline."""
+    config of each is its baseline. With `resume`, only what that file does not hold yet,
+    appended to it. The file the rows go to is checked for writing before anything else."""
+    check_writable(resume or out)
     if rounds < 1:
         raise CoatbenchError(f"--rounds must be at least 1, got {rounds}")
     target = resolve_device(device)
@@ -134,8 +140,8 @@ def make_plan(
         )
     overrides = {"min_time": min_time, "max_time": max_time, "timeout": timeout}
     for name, value in overrides.items():
-        if value is not None and value <= 0:
-            raise CoatbenchError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise CoatbenchError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value:g}")
     budget = dataclasses.replace(budget, **{k: v for k, v in overrides.items() if v is not None})
     if budget.max_time < budget.min_time:
         raise CoatbenchError(f"--max-time {budget.max_time:g} is below --min-time {budget.min_time:g}: raise it")
@@ -167,30 +173,19 @@ def make_plan(
     slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla")
     xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
     env = fingerprint(target, *xla_topology()) if target.type == "xla" else fingerprint(target)
-    return Plan(
+    plan = Plan(
         cells, in_groups, slots, target, env, budget, Path(out), rounds, seed, sweep, processes, tuple(notes), xla=xla
     )
+    return plan if resume is None else skip_done(plan, read_rows(resume), resume)
 
 
 def plan_suite(
-    suite_name: str,
-    *,
-    executions: Sequence[Execution] = (Execution.EAGER,),
-    resume: Path | None = None,
-    **options,
+    suite_name: str, *, executions: Sequence[Execution] = (Execution.EAGER,), **options
 ) -> tuple[Suite, Plan]:
-    """A suite's cells (`options` as for `make_plan`); with `resume`, only those that file does
-    not hold yet, appended to it."""
+    """A suite's cells (`options` as for `make_plan`)."""
     suite = load_suite(suite_name)
-    plan = make_plan(
-        suite.configs,
-        groups=suite.groups,
-        modes=suite.modes,
-        default_batch_sizes=suite.batch_sizes,
-        executions=executions,
-        **options,
-    )
-    return suite, plan if resume is None else skip_done(plan, read_rows(resume), resume)
+    groups = dict(groups=suite.groups, modes=suite.modes, default_batch_sizes=suite.batch_sizes)
+    return suite, make_plan(suite.configs, executions=executions, **groups, **options)
 
 
 def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
@@ -367,7 +362,7 @@ def run_sweep(
                 counted = counts[slot.cell.config]
                 trial = Trial(plan.sweep, plan.seed, slot.round, plan.rounds, slot.position, process, slot.self_test)
                 row = make_row(slot.cell, measured, counted, plan.env, plan.scaled_down, trial)
-                append_row(plan.out, row)
+                _save(row, plan)
                 result.rows.append(row)
                 progress.on_done(timed, slot.cell, row)
                 timed += 1
@@ -378,13 +373,22 @@ def run_sweep(
     return result
 
 
+def _save(row: Row, plan: Plan) -> None:
+    """Append `row` to the plan's file; if that fails after all (the disk filled up), to a file
+    in the temporary folder, and stop the sweep saying where the row is."""
+    try:
+        append_row(plan.out, row)
+    except WriteError as error:
+        rescue = Path(tempfile.gettempdir()) / f"coatbench-rescued-{plan.sweep}.jsonl"
+        append_row(rescue, row)
+        raise CoatbenchError(f"{error}; the measurement just made is saved in {rescue}") from None
+
+
 def run_plan(plan: Plan, progress: SweepProgress = SweepProgress()) -> list[Row]:
     """The rows of the file's earlier runs (when resumed) and of this sweep; an interrupted
     sweep is an error that says where its finished cells are."""
     result = run_sweep(plan, progress)
     if result.interrupted:
-        raise CoatbenchError(
-            f"interrupted after {len(result.rows)} of {plan.timed_slots} measurements; those are saved in {plan.out} "
-            "(run again with --resume to measure the rest)"
-        )
+        done = f"{len(result.rows)} of {plan.timed_slots} measurements"
+        raise Interrupted(f"interrupted after {done}; they are saved in {plan.out}", plan.out)
     return list(plan.previous) + result.rows

@@ -29,15 +29,18 @@ def _measure_jobs(conn, jobs: Sequence[Job], device_type: str) -> None:
     """The worker: measure each job in turn, saying when it starts and what it measured."""
     index = -1
     try:
-        for index, (cell, budget) in enumerate(jobs):
-            conn.send(("start", index, None))
-            conn.send(("done", index, measure(cell, torch.device(device_type), budget)))
-    except KeyboardInterrupt:
-        pass  # the sweep was interrupted: it stops this process and says so itself
-    except CoatbenchError as error:
-        conn.send(("error", index, str(error)))
-    except BaseException:
-        conn.send(("crash", index, traceback.format_exc()))
+        try:
+            for index, (cell, budget) in enumerate(jobs):
+                conn.send(("start", index, None))
+                conn.send(("done", index, measure(cell, torch.device(device_type), budget)))
+        except CoatbenchError as error:
+            conn.send(("error", index, str(error)))
+        except (KeyboardInterrupt, BrokenPipeError):
+            pass  # the sweep was interrupted or stopped listening: it says why itself
+        except BaseException:
+            conn.send(("crash", index, traceback.format_exc()))
+    except (BrokenPipeError, EOFError):
+        pass  # nobody is listening any more
     finally:
         conn.close()
 

@@ -242,7 +242,7 @@ def test_speed_cli_json_rows(cli, tmp_path):
     [
         (["--batch-sizes", "0"], ["--batch-sizes", "positive"]),
         (["--batch-sizes", "a,b"], ["--batch-sizes"]),
-        (["--min-time", "-1"], ["--min-time must be positive"]),
+        (["--min-time", "-1"], ["--min-time must be a positive number"]),
         (["--min-time", "5", "--max-time", "1"], ["--max-time"]),
         (["--device", "cuda"], ["no CUDA GPU"]),
         (["--cuda-graphs", "--device", "cpu"], ["needs a CUDA device"]),
@@ -253,8 +253,10 @@ def test_speed_cli_json_rows(cli, tmp_path):
         (["coatnet-11"], ["unknown model"]),
     ],
 )
-def test_speed_bad_input(cli, args, needles):
-    assert_one_line_error(cli("speed", *args, "--out", "/dev/null/x.jsonl"), *needles)
+def test_speed_bad_input(cli, tmp_path, args, needles):
+    out = tmp_path / "x.jsonl"
+    assert_one_line_error(cli("speed", *args, "--out", str(out)), *needles)
+    assert not out.exists()  # refused before anything was written
 
 
 def test_torch_xla_pairing_is_checked():
@@ -265,11 +267,12 @@ def test_torch_xla_pairing_is_checked():
         check_pair("2.13.0+cpu", "2.9.0")
 
 
-def test_xla_without_torch_xla_is_a_clear_error(cli):
+def test_xla_without_torch_xla_is_a_clear_error(cli, tmp_path):
     pytest.importorskip("torch")
     if __import__("importlib").util.find_spec("torch_xla") is not None:
         pytest.skip("torch_xla is installed here")
-    assert_one_line_error(cli("speed", "--device", "xla", "--out", "/dev/null/x"), "needs torch_xla", "coatbench[xla]")
+    result = cli("speed", "--device", "xla", "--out", str(tmp_path / "x.jsonl"))
+    assert_one_line_error(result, "needs torch_xla", "coatbench[xla]")
 
 
 @pytest.mark.parametrize(

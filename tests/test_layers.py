@@ -21,9 +21,9 @@ LAYERS = (
     ("hardware",),
     ("xla",),
     ("counting", "paper", "accuracy", "suite", "model", "config"),
-    ("results", "stats", "options", "errors", "__init__"),
+    ("results", "files", "stats", "options", "errors", "__init__"),
 )
-TORCH_FREE = ("config", "suite", "accuracy", "results", "stats", "report", "compare", "ab")
+TORCH_FREE = ("config", "suite", "accuracy", "results", "files", "stats", "report", "compare", "ab")
 
 
 def modules(package: Path = PACKAGE) -> dict[str, Path]:

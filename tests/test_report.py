@@ -59,13 +59,15 @@ def test_verdicts(table8):
         ("ImageNet-1K", "norm BN -> LN", "infer"): 950.0,
     }  # BN +5%: weaker
     (report,) = build_reports(table8, rows_for(table8, speeds), load())
-    got = {(v.claim.split()[0], v.setting, v.mode): v.verdict for v in report.verdicts}
+    # one run a cell (no rounds): every verdict says it rests on a single run
+    got = {(v.claim.split()[0], v.setting, v.mode): v.verdict.removesuffix(" (single run)") for v in report.verdicts}
+    assert all(v.verdict.endswith(" (single run)") for v in report.verdicts)
     assert got["head", "ImageNet-1K", "train"] == "consistent"
     assert got["head", "ImageNet-1K", "infer"] == "no measurable difference"
     assert got["BatchNorm", "ImageNet-1K", "train"] == "stronger than claimed"
     assert got["BatchNorm", "ImageNet-1K", "infer"] == "weaker than claimed"
     assert got["BatchNorm", "ImageNet-21K -> 1K", "train"] == "no measurable difference"
-    detail = next(v.detail for v in report.verdicts if v.verdict == "stronger than claimed")
+    detail = next(v.detail for v in report.verdicts if v.verdict.startswith("stronger than claimed"))
     assert "+42.9%" in detail and "claimed 10%-20%" in detail and "eager" in detail and "H100" in detail
 
 
@@ -126,9 +128,9 @@ def test_several_runs_of_a_cell_are_all_used(table8):
     assert len(cell(double).runs) == 2 and cell(double).images_per_s == pytest.approx(math.sqrt(1150 * 1500), rel=0.01)
     assert cell(double).change == pytest.approx(math.sqrt(1.15 * 1.5) - 1, abs=0.01)
     assert cell(double).uncertainty > 0.1 > cell(single).uncertainty  # the runs disagree: so does the interval
-    assert "one run per cell" in to_markdown([single]) and "over the runs of each cell (up to 2" in to_markdown(
-        [double]
-    )
+    assert "from the timed blocks of a single run" in to_markdown(
+        [single]
+    ) and "over the runs of each cell" in to_markdown([double])
 
 
 def test_eager_and_compiled_disagreement_is_said(table8):

@@ -32,7 +32,7 @@ def test_truncated_last_line_is_skipped_with_a_warning(tmp_path):
     JsonLines(path).append([record(0)])
     with path.open("a") as f:
         f.write('{"spec": {"batch_per_core": 1}, "sta')  # a crash mid-write
-    with pytest.warns(SkippedLineWarning, match=r"runs.jsonl:2"):
+    with pytest.warns(SkippedLineWarning, match=r"runs.jsonl: skipped 1 broken line\(s\) \(2\)"):
         values = JsonLines(path).read()
     assert len(values) == 1
     # appending after a broken line keeps the new row whole

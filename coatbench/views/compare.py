@@ -19,10 +19,14 @@ ORDER = {
 }
 
 
+def label(r: RowComparison) -> str:
+    return "all cells (geometric mean)" if r.spec is None else cell_label(r.spec)
+
+
 def records(results: Sequence[RowComparison]) -> list[dict[str, str]]:
     return [
         {
-            "cell": cell_label(r.spec),
+            "cell": label(r),
             "status": r.status.value,
             "baseline img/s": "-" if r.baseline is None else f"{r.baseline:,.1f}",
             "current img/s": "-" if r.current is None else f"{r.current:,.1f}",
@@ -45,16 +49,14 @@ def summary(results: Sequence[RowComparison]) -> str:
         others = (Outcome.UNCHANGED, Outcome.IMPROVED, Outcome.INCONCLUSIVE, Outcome.NOT_COMPARABLE)
         counts = {s.value: sum(r.status is s for r in results) for s in others}
         return "No regression (" + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing compared") + ")."
-    return f"{len(regressed)} regression(s): " + "; ".join(
-        f"{cell_label(r.spec)} {signed_percent(r.change)}" for r in regressed
-    )
+    return f"{len(regressed)} regression(s): " + "; ".join(f"{label(r)} {signed_percent(r.change)}" for r in regressed)
 
 
 def benchmark_action_json(results: Sequence[RowComparison]) -> list[dict]:
     """github-action-benchmark's `customBiggerIsBetter` format: one entry per measured cell."""
     return [
         {
-            "name": cell_label(r.spec),
+            "name": label(r),
             "unit": "images/s",
             "value": r.current,
             "extra": f"{r.status.value}; change {signed_percent(r.change)} vs baseline {r.baseline:,.1f}",
@@ -69,7 +71,7 @@ def show_comparison(comparison: Comparison, fmt: Format) -> None:
     stdout stays one document."""
     if comparison.note:
         print_note(comparison.note)
-    results = comparison.results
+    results = [*([comparison.overall] if comparison.overall else []), *comparison.results]
     table = records(results)
     if fmt is Format.JSON:
         print_json(benchmark_action_json(results))

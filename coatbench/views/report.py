@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coatbench.files import write_atomically
 from coatbench.options import Format
 from coatbench.report import Line, Measured, Report, disagreements
 from coatbench.results import Status
@@ -210,8 +212,9 @@ def plot(reports: Sequence[Report], path: Path) -> None:
             title=f"{report.suite}: accuracy against speed",
         )
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
+    write_atomically(Path(path), image.getvalue())
     plt.close(fig)
 
 

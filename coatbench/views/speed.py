@@ -15,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from coatbench.config import variant_name
 from coatbench.options import Format
-from coatbench.report import cell_summary, position_self_tests
 from coatbench.results import LAST, Row, run_key
 from coatbench.views.console import emit, err_console, print_note
 
@@ -54,6 +53,8 @@ def throughput_cell(row: Row) -> str:
 def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
     """One line per cell, its runs (rounds) together: the geometric mean of their medians and
     its 95% CI over them; ~ marks an unstable cell."""
+    from coatbench.report import cell_summary  # scipy: not for every start of the CLI
+
     cells: dict[tuple, list[Row]] = {}
     for row in rows:
         if not (row.trial and row.trial.self_test == LAST):  # the position self-test's extra run
@@ -89,6 +90,8 @@ def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
 
 def self_test_notes(rows: Sequence[Row]) -> list[str]:
     """The position self-test of each sweep among `rows`: the baseline measured last vs first."""
+    from coatbench.report import position_self_tests
+
     notes = []
     for test in position_self_tests(rows):
         verdict = "outside 1 +- 2%: this machine is order-sensitive" if test.order_sensitive else "within 1 +- 2%"
