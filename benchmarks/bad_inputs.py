@@ -111,7 +111,7 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str], int]]:
                                                "--pretrain", "imagenet-2k", "--file", "mine.csv"], 2),
         ("accuracy --top1 nan",
          ["accuracy", "add", "coatnet-2", "--top1", "nan", "--source", "x", "--file", "m.csv"], 2),
-        ("accuracy to a full disk",
+        ("accuracy to a device, not a file (/dev/full)",
          ["accuracy", "add", "coatnet-2", "--top1", "84", "--source", "x", "--file", "/dev/full"], 2),
         ("baseline to a --dir that is a file", ["baseline", "save", RESULTS, "--dir", f["a-file"]], 2),
         ("baseline to /proc", ["baseline", "save", RESULTS, "--dir", "/proc/baselines"], 2),
@@ -182,7 +182,7 @@ def main() -> None:
             clean = one_error_line(result.stderr) or (expected == 3 and "Traceback" not in result.stderr)
             wrong += result.returncode != expected or not clean
             tracebacks += "Traceback" in result.stderr
-            shown = " ".join(a.replace(scratch, "<tmp>") for a in args)
+            shown = " ".join(a.replace(scratch, "<tmp>").replace(str(ROOT) + "/", "") for a in args)
             print(f"| {what} | `coatbench {shown}` | {result.returncode} ({expected}) | {'yes' if clean else 'NO'} |",
                   flush=True)  # fmt: skip
         print("\n| fault | what survived | as promised |\n|---|---|---|")
