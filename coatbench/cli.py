@@ -18,8 +18,26 @@ from coatbench.options import DeviceKind, Execution, Format, Modes, option_group
 from coatbench.views.console import print_error, print_note, print_table
 from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows
 
-HELP = "Measure what CoAtNet's architecture choices cost on your hardware."
-app = typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+# Plain help (no rich panels): defaults stay visible, flags show no placeholder, lines fit 100 columns.
+MANNERS = dict(no_args_is_help=True, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(pretty_exceptions_enable=False, **MANNERS)
+
+
+def show_version(asked: bool) -> None:
+    if asked:
+        from coatbench import __version__
+
+        print(f"coatbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=show_version, is_eager=True, help="Say the version.")
+    ] = False,
+) -> None:
+    """Measure what CoAtNet's architecture choices cost on your hardware."""
 
 
 def knob_options(names: tuple[str, ...] = KNOB_NAMES):
@@ -181,7 +199,7 @@ def report(
     _show_report(load_suite(suite), [row for path in results for row in read_rows(path)], accuracy, fmt, plot)
 
 
-accuracy_app = typer.Typer(help="Recorded accuracies: the paper's and your own.", no_args_is_help=True)
+accuracy_app = typer.Typer(help="Recorded accuracies: the paper's and your own.", **MANNERS)
 app.add_typer(accuracy_app, name="accuracy")
 
 
@@ -254,7 +272,7 @@ def ab(
     return comparison.exit_code(judge["allow_nothing_comparable"])
 
 
-baseline_app = typer.Typer(help="Saved baselines, one per hardware fingerprint.", no_args_is_help=True)
+baseline_app = typer.Typer(help="Saved baselines, one per hardware fingerprint.", **MANNERS)
 app.add_typer(baseline_app, name="baseline")
 
 

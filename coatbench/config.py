@@ -246,6 +246,24 @@ def build_config(model: str = "coatnet-2", **knobs) -> CoAtNetConfig:
     return config
 
 
+# Short names of knob values, for tables that must fit a terminal (a legend spells them out).
+_SHORT = {
+    "head_size": lambda v: f"hd{v}",
+    "norm": lambda v: str(getattr(v, "value", v)).upper(),
+    "layout": lambda v: str(v),
+    "blocks": lambda v: str(v),
+    "rel_attn": lambda v: "rel" if _BY_NAME["rel_attn"].parse(v) else "no-rel",
+    "downsample": lambda v: "dw" if str(getattr(v, "value", v)) == "dwconv" else "conv",
+    "image_size": lambda v: f"{v}px",
+    "num_classes": lambda v: f"{v}cls",
+}
+
+
+def short_name(knobs) -> str:
+    """ "hd64", "LN", "hd64+LN": the knobs a variant sets, briefly ("base" when none)."""
+    return "+".join(_SHORT[name](value) for name, value in dict(knobs).items()) or "base"
+
+
 def variant_name(spec: dict) -> str:
     """The model and every knob that differs from its paper default, e.g. "coatnet-2 head size 64 @384"."""
     default = build_config(spec["model"], image_size=spec["image_size"]).spec()

@@ -6,7 +6,9 @@ coatbench's counts are tested against them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib.resources import files
 
 
 @dataclass(frozen=True)
@@ -71,27 +73,63 @@ class CountVsPaper:
         return None if self.paper_macs is None else self.macs / self.paper_macs - 1
 
 
-def counts_vs_paper() -> list[CountVsPaper]:
-    """Every variant at 224, and every size and downsampling the paper reports, counted."""
-    from coatbench.config import VARIANTS, build_config
+# The counts `coatbench models` shows, recorded with the package so that it answers at once
+# (counting all of them takes about 30 s on a 2-core CPU); tests/test_counting.py counts them
+# afresh and fails if the record is stale: then run `python -m coatbench.paper` to record again.
+RECORDED = "counts.json"
+
+
+def compared_variants() -> list[tuple[str, int, str]]:
+    """(model, image size, downsampling) of every variant at 224 and every size the paper reports."""
+    from coatbench.config import VARIANTS
+
+    reported = [(p.model, p.image_size, p.downsample) for p in PAPER_COUNTS]
+    return [(name, 224, "conv") for name in VARIANTS] + [k for k in dict.fromkeys(reported) if k[1:] != (224, "conv")]
+
+
+def count_variants() -> dict[str, dict[str, int]]:
+    """Params and MACs of `compared_variants()`, counted now."""
+    from coatbench.config import build_config
     from coatbench.counting import count
 
-    reported = {(p.model, p.image_size, p.downsample): p for p in PAPER_COUNTS}
-    keys = [(name, 224, "conv") for name in VARIANTS] + [k for k in reported if k[1:] != (224, "conv")]
-    rows = []
-    for model, size, downsample in keys:
+    counts = {}
+    for model, size, downsample in compared_variants():
         counted = count(build_config(model, image_size=size, downsample=downsample), train=False)
-        paper = reported.get((model, size, downsample))
+        counts[f"{model}@{size}/{downsample}"] = {"params": counted.params, "macs": counted.macs}
+    return counts
+
+
+def recorded_counts() -> dict[str, dict[str, int]]:
+    return json.loads((files("coatbench") / "data" / RECORDED).read_text())
+
+
+def counts_vs_paper() -> list[CountVsPaper]:
+    """Every variant at 224, and every size and downsampling the paper reports, from the record."""
+    reported = {(p.model, p.image_size, p.downsample): p for p in PAPER_COUNTS}
+    counts = recorded_counts()
+    rows = []
+    for model, size, downsample in compared_variants():
+        counted, paper = counts[f"{model}@{size}/{downsample}"], reported.get((model, size, downsample))
         rows.append(
             CountVsPaper(
                 model=model,
                 image_size=size,
                 downsample=downsample,
-                params=counted.params,
-                macs=counted.macs,
+                params=counted["params"],
+                macs=counted["macs"],
                 paper_params=paper.params if paper else None,
                 paper_macs=paper.macs if paper else None,
                 source=f"CoAtNet paper, {paper.source}" if paper else "",
             )
         )
     return rows
+
+
+if __name__ == "__main__":  # python -m coatbench.paper: record the counts again
+    from pathlib import Path
+
+    from coatbench.files import write_atomically
+
+    target = Path(__file__).parent / "data" / RECORDED
+    write_atomically(target, (json.dumps(count_variants(), indent=1) + "\n").encode())
+    print(f"recorded {target}")

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import gmean
 
 from coatbench.accuracy import Accuracies, AccuracyRecord
+from coatbench.config import short_name
 from coatbench.errors import CoatbenchError
 from coatbench.results import FIRST, LAST, Row, Status, condition_key, run_key
 from coatbench.stats import paired_change, ratio_with_uncertainty, runs_ratio_with_uncertainty, spread_of_runs
@@ -51,6 +52,7 @@ class Measured:
 class Line:
     setting: str
     label: str
+    short: str  # for narrow tables: "base", "hd64", "LN" (`config.short_name`)
     model: str
     image_size: int
     baseline: bool
@@ -63,7 +65,7 @@ class Line:
 @dataclass(frozen=True)
 class BatchVerdict:
     batch: int
-    change: float  # speed-up of the side the claim says is faster; negative: it is slower
+    change: float  # the variant against its baseline, as in the table (positive: the variant is faster)
     uncertainty: float
     verdict: str
     basis: str = ROUNDS
@@ -94,6 +96,8 @@ class SelfTest:
 @dataclass(frozen=True)
 class Verdict:
     claim: str
+    variant: str  # the variant's short name
+    claimed: str  # the claimed change of the variant against its baseline, e.g. "+5% or more"
     setting: str
     mode: str
     execution: str
@@ -150,6 +154,18 @@ def classify(change: float, uncertainty: float, claim: Claim) -> str:
     return "consistent"
 
 
+def claimed_speedup(change: float, uncertainty: float, claim: Claim) -> tuple[float, float]:
+    """The speed-up of the side the claim says is faster, with its 95% half-width, from the
+    variant's change against its baseline (the report's one sign: positive = variant faster).
+    When the baseline is claimed faster, its speed-up is 1 / (1 + change) - 1, and the interval
+    is mapped end by end."""
+    if claim.faster == "variant":
+        return change, uncertainty
+    u = 0.0 if math.isnan(uncertainty) else uncertainty
+    low, high = 1 / (1 + change + u) - 1, 1 / (1 + change - u) - 1
+    return (low + high) / 2, math.nan if math.isnan(uncertainty) else (high - low) / 2
+
+
 def _variant_row(setting: Setting, claim: Claim) -> SuiteRow | None:
     for row in setting.variants:
         if dict(row.knobs) == dict(claim.variant):
@@ -172,9 +188,8 @@ def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) 
                     if a.status is not Status.OK or b.status is not Status.OK:
                         missing.append(f"per-core {batch}: baseline {_state(a)}, variant {_state(b)}")
                         continue
-                    faster, slower = (b, a) if claim.faster == "variant" else (a, b)
-                    change, u, basis = change_of(faster, slower)
-                    verdict = classify(change, u, claim)
+                    change, u, basis = change_of(b, a)  # the variant against its baseline, as in the table
+                    verdict = classify(*claimed_speedup(change, u, claim), claim)
                     if report.order_sensitive:
                         verdict = "inconclusive (order-sensitive)"
                     elif basis == SINGLE_RUN:
@@ -188,9 +203,20 @@ def _state(m: Measured) -> str:
     return "missing" if m.status is None else m.status.value
 
 
+def claimed_change(claim: Claim) -> str:
+    """The claim as a change of the variant against its baseline (the report's one sign)."""
+    if claim.faster == "variant":
+        return f">= +{claim.low:.0%}" if claim.high is None else f"+{claim.low:.0%} to +{claim.high:.0%}"
+    if claim.high is None:
+        return f"<= {1 / (1 + claim.low) - 1:.0%}"
+    return f"{1 / (1 + claim.low) - 1:.0%} to {1 / (1 + claim.high) - 1:.0%}"
+
+
 def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
     where = dict(
         claim=claim.text,
+        variant=short_name(claim.variant),
+        claimed=claimed_change(claim),
         setting=setting.name,
         mode=mode,
         execution=report.execution,
@@ -203,9 +229,11 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
     kinds = sorted({v.verdict for v in per_batch}, key=[v.verdict for v in per_batch].index)
     verdict = kinds[0] if len(kinds) == 1 else "mixed"
     measured = ", ".join(f"{v.change * 100:+.1f}% +-{v.uncertainty * 100:.1f} (per-core {v.batch})" for v in per_batch)
+    faster = "the variant" if claim.faster == "variant" else "the baseline"
     claimed = f"{claim.low * 100:.0f}%" + (f"-{claim.high * 100:.0f}%" if claim.high is not None else "+")
     detail = (
-        f"claimed {claimed}; measured {measured} [{mode}, {report.execution}, {report.dtype}, {report.device_name}]: "
+        f"claimed: {faster} {claimed} faster; measured, the variant against the baseline: {measured} "
+        f"[{mode}, {report.execution}, {report.dtype}, {report.device_name}]: "
         + (
             verdict
             if len(kinds) == 1
@@ -269,6 +297,7 @@ def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies)
             line = Line(
                 setting=setting.name,
                 label=suite_row.label,
+                short="base" if suite_row is baseline_row else short_name(suite_row.knobs),
                 model=suite_row.config.name,
                 image_size=suite_row.config.image_size,
                 baseline=suite_row is baseline_row,

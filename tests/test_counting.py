@@ -129,3 +129,12 @@ def test_counting_the_largest_model_does_not_materialise_it():
     params, max_rss_kib = map(int, out.stdout.split())
     assert params > 2.4e9
     assert max_rss_kib * 1024 < 0.3 * params * 4  # well under the 9.7 GB of its fp32 weights
+
+
+@pytest.mark.slow
+def test_the_recorded_counts_are_what_the_code_counts_now():
+    """`coatbench models` reads coatbench/data/counts.json (at once, not 30 s of counting): it must
+    be what counting gives now. If this fails, record again: python -m coatbench.paper"""
+    from coatbench.paper import count_variants, recorded_counts
+
+    assert recorded_counts() == count_variants()

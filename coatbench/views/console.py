@@ -8,9 +8,11 @@ that `coatbench --help` answers at once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,11 +21,17 @@ from coatbench.config import variant_name
 from coatbench.options import Format
 from coatbench.results import Spec
 
-# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
-LEFT_ALIGNED = {"model", "variant", "stage", "cell", "status", "why"}
+def _width(stream) -> int | None:
+    """COLUMNS when set, else the terminal's width; 100 when piped (a log, a file)."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else (None if stream.isatty() else 100)
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
+
+LEFT_ALIGNED = {"model", "variant", "stage", "cell", "status", "why", "claim", "setting", "row", "verdict", "source"}
 
 
 def print_error(message: str) -> None:
@@ -44,15 +52,17 @@ def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Seque
     """Rows of already formatted strings (the first row's keys are the columns), then notes."""
     if title:
         console.print(Text(title, style="bold"))
-    table = Table()
+    # rich fits the table to the console: a cell too long for its column folds onto a second
+    # line instead of being cut, so no number ever loses a digit
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in rows[0] if rows else ():
-        table.add_column(column, justify="left" if column in LEFT_ALIGNED else "right")
+        table.add_column(column, justify="left" if column in LEFT_ALIGNED else "right", overflow="fold")
     for row in rows:
         table.add_row(*row.values())
     if rows:
         console.print(table)
     for note in notes:
-        console.print(Text(note), soft_wrap=True)
+        console.print(Text(note, overflow="fold"))
 
 
 def markdown(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()) -> str:

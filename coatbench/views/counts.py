@@ -35,19 +35,20 @@ def show_models(rows: Sequence[CountVsPaper], fmt: Format) -> None:
     table = [
         {
             "model": r.model,
-            "size": str(r.image_size),
-            "downsample": r.downsample,
+            "px": str(r.image_size),
+            "down": r.downsample,
             "params": millions(r.params),
             "paper": millions(r.paper_params),
             "diff": signed_percent(r.params_diff),
             "GMACs": billions(r.macs),
-            "paper GMACs": billions(r.paper_macs),
+            "paper ": billions(r.paper_macs),
             "diff ": signed_percent(r.macs_diff),
-            "source": r.source,
+            "source": r.source.removeprefix("CoAtNet paper, "),
         }
         for r in rows
     ]
-    emit(fmt, raw, table, title="CoAtNet family vs the paper", notes=[MACS_NOTE])
+    notes = [MACS_NOTE, "down: where an MBConv block puts its stride (conv: Eqn 5; dwconv: Table 9)."]
+    emit(fmt, raw, table, title="CoAtNet family vs the paper's tables", notes=notes)
 
 
 def show_count(result: ModelCount, fmt: Format) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,16 +21,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def cell_text(m: Measured) -> str:
+def cell_text(m: Measured, split: str = " ") -> str:
+    """Images/s per core and the change against the baseline, e.g. "957 (+7.9% ±0.6)"; ~ marks an
+    unstable cell. `split` goes between the two ("\n": a cell of two lines, for a terminal)."""
     if m.status is not Status.OK:
         return "-" if m.status is None else m.status.value.upper()
     value = m.images_per_s
     text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
     text = ("~" if m.unstable else "") + text  # unstable: the note says why
     if m.change is not None:
-        u = "" if m.uncertainty is None or m.uncertainty != m.uncertainty else f" +-{m.uncertainty * 100:.1f}"
-        text += f" ({m.change * 100:+.1f}%{u})"
+        text += f"{split}({change_text(m.change, m.uncertainty)})"
     return text
+
+
+def change_text(change: float, uncertainty: float | None, split: str = " ") -> str:
+    u = "" if uncertainty is None or math.isnan(uncertainty) else f"{split}±{uncertainty * 100:.1f}"
+    return f"{change * 100:+.1f}%{u}"
 
 
 def accuracy_text(line: Line) -> str:
@@ -39,28 +46,61 @@ def accuracy_text(line: Line) -> str:
 def title(report: Report) -> str:
     layout = "channels-last" if report.channels_last else "contiguous"
     return (
-        f"{report.suite}: {report.description} | {report.device_name} ({report.hardware_key}), torch {report.torch}, "
-        f"{report.execution}, {report.dtype}, {layout}; images/s per core (change vs the setting's first row, 95% CI)"
+        f"{report.suite} on {report.device_name}: torch {report.torch}, {report.execution}, {report.dtype}, {layout}"
+        + ("" if report.devices == 1 else f", {report.devices} devices")
     )
 
 
-def display_frame(report: Report) -> pd.DataFrame:
-    import pandas as pd
+VERDICT_WORDS = (
+    "Verdicts: consistent = the 95% interval reaches into the claimed range; stronger / weaker than claimed = "
+    "wholly beyond / short of it, same direction; no measurable difference = it contains 0; contradicted = wholly "
+    "the other way; mixed = the batch sizes disagree; (single run) = an interval from one run's blocks."
+)
 
-    records = []
+
+def summary_rows(report: Report, split: str = " ") -> list[dict[str, str]]:
+    """One row per claim, setting and mode: the variant's change against its baseline at each
+    per-core batch (the tables' sign: + = the variant is faster), and the verdict."""
+    rows = []
+    for v in report.verdicts:
+        measured = {b.batch: change_text(b.change, b.uncertainty, split) for b in v.per_batch}
+        row = {"claim": f"{v.variant} {v.claimed}", "setting": v.setting, "mode": v.mode}
+        row.update({f"bs{batch}": measured.get(batch, "-") for batch in report.batch_sizes})
+        rows.append({**row, "verdict": v.verdict})
+    return rows
+
+
+def mode_rows(report: Report, mode: str, split: str = " ") -> list[dict[str, str]]:
+    """images/s per core (and the change against the setting's baseline) of every line in `mode`."""
+    return [
+        {"setting": line.setting, "row": line.short, "top-1": accuracy_text(line)}
+        | {f"bs{batch}": cell_text(line.cells[mode, batch], split) for batch in report.batch_sizes}
+        for line in report.lines
+    ]
+
+
+def legend(report: Report) -> list[str]:
+    """What each short row name stands for, with its size."""
+    entries = []
     for line in report.lines:
-        record = {
-            "Setting": line.setting,
-            "Models": line.label,
-            "ImageSize": str(line.image_size),
-            "Top-1 Accuracy": accuracy_text(line),
-            "Params": "-" if line.params is None else f"{line.params / 1e6:.1f}M",
-            "GMACs": "-" if line.macs is None else f"{line.macs / 1e9:.1f}",
-        }
-        for (mode, batch), m in line.cells.items():
-            record[f"{mode} {batch}"] = cell_text(m)
-        records.append(record)
-    return pd.DataFrame.from_records(records)
+        size = "" if line.params is None else f", {line.params / 1e6:.1f}M params, {line.macs / 1e9:.1f} GMACs"
+        entries.append(f"{line.short} = {line.label} ({line.model} @{line.image_size}{size})")
+    return ["Rows: " + "; ".join(dict.fromkeys(entries))]
+
+
+def sections(report: Report, split: str = " ") -> list[tuple[str, list[dict[str, str]]]]:
+    """(heading, rows) of a report's tables: the verdicts first, then each mode."""
+    heading = "images/s per core (the change against the setting's baseline, 95% interval)"
+    modes = [
+        (f"{'Training' if mode == 'train' else 'Inference'}: {heading}", mode_rows(report, mode, split))
+        for mode in report.modes
+    ]
+    verdicts = "Claims: the variant's change against its baseline (+ = faster), 95% interval, and the verdict"
+    return ([(verdicts, summary_rows(report, split))] if report.verdicts else []) + modes
+
+
+def notes_of(report: Report) -> list[str]:
+    return [*([VERDICT_WORDS] if report.verdicts else []), *legend(report), *accuracy_sources(report), *report.notes]
 
 
 def accuracy_sources(report: Report) -> list[str]:
@@ -78,23 +118,29 @@ def all_notes(reports: Sequence[Report]) -> list[str]:
 
 
 def to_markdown(reports: Sequence[Report]) -> str:
+    import pandas as pd
+
     parts = []
     for report in reports:
-        parts += [f"### {title(report)}", "", display_frame(report).to_markdown(index=False), ""]
-        parts += [f"- {note}" for note in accuracy_sources(report) + report.notes]
+        parts += [f"### {title(report)}", ""]
+        for heading, rows in sections(report):
+            parts += [f"**{heading}**", "", pd.DataFrame.from_records(rows).to_markdown(index=False), ""]
+        parts += [f"- {note}" for note in notes_of(report)]
         if report.verdicts:
-            parts += ["", "Claims:", ""] + [f"- {line}" for line in verdict_lines(report)]
+            parts += ["", "Claims in full:", ""] + [f"- {line}" for line in verdict_lines(report)]
         parts.append("")
     parts += [f"- {note}" for note in all_notes(reports)]
     return "\n".join(parts).rstrip() + "\n"
 
 
 def to_latex(reports: Sequence[Report]) -> str:
-    parts = []
-    for report in reports:
-        frame = display_frame(report)
-        parts.append(frame.to_latex(index=False, caption=title(report), escape=True))
-    return "\n".join(parts)
+    import pandas as pd
+
+    return "\n".join(
+        pd.DataFrame.from_records(rows).to_latex(index=False, caption=f"{title(report)}. {heading}", escape=True)
+        for report in reports
+        for heading, rows in sections(report)
+    )
 
 
 def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
@@ -220,12 +266,10 @@ def plot(reports: Sequence[Report], path: Path) -> None:
 
 def write_terminal(reports: Sequence[Report]) -> None:
     for report in reports:
-        frame = display_frame(report)
-        print_table(
-            frame.to_dict("records"),
-            title=title(report),
-            notes=accuracy_sources(report) + report.notes + ["Claims:"] + verdict_lines(report),
-        )
+        print_table([], title=title(report))
+        for heading, rows in sections(report, split="\n"):
+            print_table(rows, title=heading)
+        print_table([], notes=notes_of(report) + ["Claims in full:"] + verdict_lines(report))
     for note in all_notes(reports):
         print_table([], notes=[note])
 
