@@ -128,6 +128,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     accuracy_files: tuple[str, ...] = ()  # every accuracy file read, the user's before the paper's
     self_tests: list[SelfTest] = field(default_factory=list)  # none for rows measured without rounds
+    commits: tuple[str, ...] = ()  # the coatbench commits that measured the rows ("unknown" without one)
+    dates: tuple[str, ...] = ()  # the first and last day a row was measured
 
     @property
     def order_sensitive(self) -> bool:
@@ -259,6 +261,7 @@ def build_reports(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> 
 
 def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies) -> Report:
     first = next(iter(cells.values()))[0]
+    days = sorted({r.timestamp[:10] for runs in cells.values() for r in runs})
     present_batches = {batch for _, _, batch in cells}
     batch_sizes = tuple(b for b in suite.batch_sizes if b in present_batches) or tuple(sorted(present_batches))
     report = Report(
@@ -275,6 +278,8 @@ def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies)
         batch_sizes=batch_sizes,
         lines=[],
         accuracy_files=accuracies.files,
+        commits=tuple(dict.fromkeys((r.env.git_sha or "unknown")[:7] for runs in cells.values() for r in runs)),
+        dates=tuple(dict.fromkeys([days[0], days[-1]])),
     )
     by_label: dict[tuple[str, str], Line] = {}
     for setting in suite.settings:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from coatbench.files import write_atomically
 from coatbench.options import Format
 from coatbench.report import Line, Measured, Report, disagreements
@@ -219,49 +221,109 @@ def accuracy_point(report: Report, line: Line, mode: str) -> tuple[float, str] |
     return rate, f"{line.label} ({mode}{at})"
 
 
+MODE_COLOURS = {"train": "tab:blue", "infer": "tab:orange"}
+EXECUTION_STYLES = ("-", "--", ":", "-.")  # one per execution mode, in the order they appear
+
+
+def claim_panels(reports: Sequence[Report]) -> dict[tuple[str, str, str], list[tuple[Report, object]]]:
+    """(hardware, claim, setting) -> the reports' verdicts on it: a panel of the decision figure."""
+    panels: dict[tuple[str, str, str], list] = {}
+    for report in reports:
+        for verdict in report.verdicts:
+            if verdict.per_batch:
+                panels.setdefault((report.hardware_key, verdict.claim, verdict.setting), []).append((report, verdict))
+    return panels
+
+
+def claimed_band(verdict, limits: tuple[float, float]) -> tuple[float, float]:
+    """The claimed range as the variant's change against its baseline, in %, for shading; an
+    open-ended claim ("at least 5%") runs to the edge of the panel (`limits`)."""
+    low, _, high = verdict.claimed.replace(">= ", "").replace("<= ", "").partition(" to ")
+    bound = float(low.rstrip("%"))
+    other = float(high.rstrip("%")) if high else (limits[1] if bound > 0 else limits[0])
+    return min(bound, other), max(bound, other)
+
+
 def plot(reports: Sequence[Report], path: Path) -> None:
-    """Throughput against per-core batch size per variant, and top-1 against throughput."""
+    """The decision figure: for each claim and setting, the variant's change against its baseline
+    across per-core batch sizes with its 95% interval as a band and the claimed range shaded
+    (train and infer in colour, execution modes by line style); then top-1 against throughput.
+    The suite, hardware, dtype, commits and days are written on it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(reports), 2, figsize=(13, 4.5 * len(reports)), squeeze=False)
-    for (left, right), report in zip(axes, reports):
-        for line in report.lines:
-            for mode, style in zip(report.modes, ("-o", "--s")):
-                points = speed_points(report, line, mode)
-                if points:
-                    left.plot(*zip(*points), style, label=f"{line.setting}: {line.label} ({mode})")
-                placed = accuracy_point(report, line, mode)
-                if placed is not None:
-                    rate, label = placed
-                    right.scatter(rate, line.accuracy.value, marker="o" if mode == report.modes[0] else "s")
-                    lift = 4 if mode == report.modes[0] else -9  # train above, infer below: equal top-1s overlap
-                    right.annotate(
-                        label, (rate, line.accuracy.value), fontsize=7, xytext=(3, lift), textcoords="offset points"
-                    )
-        left.set(
-            xscale="log",
-            yscale="log",
-            xlabel="per-core batch size",
-            ylabel="images/s per core",
-            title=f"{report.device_name}, {report.execution}, {report.dtype}",
-        )
-        left.set_xticks(report.batch_sizes, [str(b) for b in report.batch_sizes])
-        left.tick_params(axis="x", which="minor", labelbottom=False)  # only the measured sizes
-        left.legend(fontsize=7)
-        largest = report.batch_sizes[-1] if report.batch_sizes else "-"
-        right.set(
-            xlabel=f"images/s per core at the largest per-core batch that ran (of {largest})",
-            ylabel="top-1 (%)",
-            title=f"{report.suite}: accuracy against speed",
-        )
-    fig.tight_layout()
+    panels = claim_panels(reports)
+    executions = list(dict.fromkeys(r.execution for r in reports))
+    columns = max(1, min(3, len(panels)))
+    rows = -(-len(panels) // columns) + 1
+    fig = plt.figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
+    grid = fig.add_gridspec(rows, columns)
+    for index, ((_, _, setting), found) in enumerate(panels.items()):
+        axis = fig.add_subplot(grid[index // columns, index % columns])
+        axis.axhline(0, color="black", linewidth=0.8)
+        for report, verdict in found:
+            style = EXECUTION_STYLES[executions.index(report.execution) % len(EXECUTION_STYLES)]
+            batches = [b.batch for b in verdict.per_batch]
+            change = np.array([b.change * 100 for b in verdict.per_batch])
+            spread = np.nan_to_num([b.uncertainty * 100 for b in verdict.per_batch])
+            colour = MODE_COLOURS.get(verdict.mode, "tab:gray")
+            axis.plot(batches, change, style, marker="o", color=colour, label=f"{verdict.mode}, {report.execution}")
+            axis.fill_between(batches, change - spread, change + spread, color=colour, alpha=0.15)
+        limits = axis.get_ylim()
+        low, high = claimed_band(found[0][1], limits)
+        axis.axhspan(low, high, color="tab:green", alpha=0.12, label="claimed")
+        axis.set_ylim(min(limits[0], low - 2), max(limits[1], high + 2))
+        shown = sorted({b.batch for _, v in found for b in v.per_batch})
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(shown, [str(b) for b in shown])
+        axis.minorticks_off()
+        axis.set(xlabel="per-core batch size", ylabel=f"{found[0][1].variant} vs baseline (%)",
+                 title=f"{found[0][1].variant} ({found[0][1].claimed} claimed), {setting}")  # fmt: skip
+        axis.title.set_fontsize(10)
+        axis.legend(fontsize=7, loc="best")
+    for offset, mode in enumerate(reports[0].modes if reports else ()):
+        axis = fig.add_subplot(grid[rows - 1, offset % columns])
+        accuracy_panel(axis, [r for r in reports if r.execution == executions[0]], mode)
+    first = reports[0]
+    commits = ", ".join(dict.fromkeys(c for r in reports for c in r.commits))
+    days = " to ".join(dict.fromkeys(d for r in reports for d in r.dates))
+    fig.suptitle(
+        f"{first.suite} on {first.device_name} ({first.dtype}, torch {first.torch}): coatbench commits {commits}; "
+        f"measured {days}",
+        fontsize=10,
+    )
     image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=110)
+    fig.savefig(image, format="png", dpi=100)
     write_atomically(Path(path), image.getvalue())
     plt.close(fig)
+
+
+def accuracy_panel(axis, reports: Sequence[Report], mode: str) -> None:
+    """Top-1 against images/s per core at the largest per-core batch that ran; the labels are
+    stacked where points share a top-1, so none covers another."""
+    import matplotlib.ticker
+
+    placed: list[tuple[float, float, str]] = []
+    for report in reports:
+        for line in report.lines:
+            point = accuracy_point(report, line, mode)
+            if point is not None:
+                at = point[1].partition(", per-core ")[2].rstrip(")")
+                label = f"{line.short}, {line.setting}" + (f" (per-core {at})" if at else "")
+                placed.append((point[0], line.accuracy.value, label))
+    for rate, top1, label in placed:
+        # points whose top-1 is close get their labels stacked, lowest first
+        below = sum(1 for r, t, _ in placed if abs(t - top1) < 0.3 and (t, r) < (top1, rate))
+        axis.scatter(rate, top1, color=MODE_COLOURS.get(mode, "tab:gray"))
+        axis.annotate(label, (rate, top1), fontsize=8, xytext=(6, -4 + 11 * below), textcoords="offset points")
+    title = f"accuracy against {mode} speed ({reports[0].execution if reports else ''})"
+    axis.set(xlabel=f"{mode}: images/s per core (largest per-core batch that ran)", ylabel="top-1 (%)", title=title)
+    axis.title.set_fontsize(10)
+    axis.set_xscale("log")
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axis.margins(x=0.4, y=0.3)
 
 
 def write_terminal(reports: Sequence[Report]) -> None:
