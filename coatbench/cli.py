@@ -53,7 +53,7 @@ def option(kind, help: str, *names: str):
 
 
 Model = Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7 (coatnet_2 and CoAtNet-2 work too).")]
-FormatOpt = option(Format, "table, markdown, csv, json or latex.", "--format")
+FormatOpt = option(Format, "table, markdown, csv, json, latex or html.", "--format")
 Accuracy = option(list[Path] | None, f"Your accuracy CSV (preferred). Default: {options.USER_ACCURACY}.", "--accuracy")
 Plot = option(Path | None, "Also draw throughput vs batch and top-1 vs throughput to this PNG.")
 Baseline = option(str | None, f"A baseline file, or 'auto': the one saved for this hardware ({options.BASELINES_DIR}).")
@@ -169,7 +169,7 @@ def _show_report(suite, rows, accuracy: list[Path] | None, fmt: Format, plot: Pa
     if plot is not None:
         check_writable(plot)  # before the report is computed and printed
     files = accuracy or ([options.USER_ACCURACY] if options.USER_ACCURACY.is_file() else [])
-    show_reports(build_reports(suite, rows, load(files)), fmt, plot)
+    show_reports(build_reports(suite, rows, load(files)), fmt, plot, shlex.join(["coatbench", *sys.argv[1:]]))
 
 
 @app.command()

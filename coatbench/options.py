@@ -88,6 +88,7 @@ class Format(str, Enum):
     CSV = "csv"
     JSON = "json"
     LATEX = "latex"
+    HTML = "html"  # a self-contained page (reports)
 
 
 @dataclass(frozen=True)

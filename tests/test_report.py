@@ -1,3 +1,4 @@
+import base64
 import json
 import math
 from pathlib import Path
@@ -260,3 +261,37 @@ def test_tables_fit_100_columns_without_cutting_a_number(cli, args):
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 100
     assert not any("…" in line for line in lines)  # rich's mark of a cut cell
+
+
+def test_the_html_report_is_one_self_contained_page(cli):
+    """The structure a reader needs (CI checks it; the committed screenshot shows the pixels):
+    the claims and a table per mode for each execution, the figure inline, no outside reference."""
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.images, self.references, self.headings = 0, [], [], []
+            self._in = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.tables += tag == "table"
+            if tag == "img":
+                self.images.append(attrs.get("src", ""))
+            self.references += [v for k, v in attrs.items() if k in ("src", "href") and not v.startswith("data:")]
+            self._in = tag
+
+        def handle_data(self, data):
+            if self._in in ("h2", "h3"):
+                self.headings.append(data.strip())
+
+    result = cli("report", "results/h100/table8.jsonl", "--format", "html", cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    page = Page()
+    page.feed(result.stdout)
+    claims = [h for h in page.headings if h.startswith("Claims")]
+    assert len(claims) == 2 and page.tables == 2 * 3 + 1  # eager and compiled: claims, train, infer; environment
+    assert len(page.images) == 1 and base64.b64decode(page.images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.references == []  # self-contained: nothing to fetch, nothing to break
+    assert "Environment" in page.headings and "How it was made" in page.headings

@@ -92,6 +92,16 @@ def emit(
         import pandas as pd
 
         sys.stdout.write(pd.DataFrame.from_records(list(table)).to_latex(index=False, caption=title or None))
+    elif fmt is Format.HTML:
+        import html
+
+        import pandas as pd
+
+        page = [f"<h1>{html.escape(title)}</h1>"] if title else []
+        page += [pd.DataFrame.from_records(list(table)).to_html(index=False)] if table else []
+        page += [f"<p>{html.escape(note)}</p>" for note in notes]
+        sys.stdout.write('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n')
+        sys.stdout.write("\n".join(page) + "\n</body></html>\n")
     else:
         print_table(table, title=title, notes=notes)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -245,6 +246,17 @@ def claimed_band(verdict, limits: tuple[float, float]) -> tuple[float, float]:
 
 
 def plot(reports: Sequence[Report], path: Path) -> None:
+    """The decision figure (`figure`) as a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(reports)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
+    write_atomically(Path(path), image.getvalue())
+    plt.close(fig)
+
+
+def figure(reports: Sequence[Report]):
     """The decision figure: for each claim and setting, the variant's change against its baseline
     across per-core batch sizes with its 95% interval as a band and the claimed range shaded
     (train and infer in colour, execution modes by line style); then top-1 against throughput.
@@ -269,8 +281,9 @@ def plot(reports: Sequence[Report], path: Path) -> None:
             change = np.array([b.change * 100 for b in verdict.per_batch])
             spread = np.nan_to_num([b.uncertainty * 100 for b in verdict.per_batch])
             colour = MODE_COLOURS.get(verdict.mode, "tab:gray")
-            axis.plot(batches, change, style, marker="o", color=colour, label=f"{verdict.mode}, {report.execution}")
-            axis.fill_between(batches, change - spread, change + spread, color=colour, alpha=0.15)
+            label = f"{verdict.mode}, {report.execution}: {verdict.verdict}"
+            axis.errorbar(batches, change, yerr=spread, fmt=style, marker="o", color=colour, capsize=3, label=label)
+            axis.fill_between(batches, change - spread, change + spread, color=colour, alpha=0.12)
         limits = axis.get_ylim()
         low, high = claimed_band(found[0][1], limits)
         axis.axhspan(low, high, color="tab:green", alpha=0.12, label="claimed")
@@ -294,10 +307,7 @@ def plot(reports: Sequence[Report], path: Path) -> None:
         f"measured {days}",
         fontsize=10,
     )
-    image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=100)
-    write_atomically(Path(path), image.getvalue())
-    plt.close(fig)
+    return fig
 
 
 def accuracy_panel(axis, reports: Sequence[Report], mode: str) -> None:
@@ -336,11 +346,55 @@ def write_terminal(reports: Sequence[Report]) -> None:
         print_table([], notes=[note])
 
 
-def show_reports(reports: Sequence[Report], fmt: Format, plot_path: Path | None = None) -> None:
+def to_html(reports: Sequence[Report], command: str = "coatbench report") -> str:
+    """One self-contained page (jinja2): per report the claims, the tables by mode and the notes;
+    the decision figure inline; the environment; the command that made the page."""
+    import jinja2
+    import matplotlib.pyplot as plt
+
+    image, drawn = io.BytesIO(), figure(reports)
+    drawn.savefig(image, format="png", dpi=100)
+    plt.close(drawn)
+    first = reports[0]
+    environment = [
+        ("hardware", first.hardware_key),
+        ("torch", ", ".join(dict.fromkeys(r.torch for r in reports))),
+        ("executions", ", ".join(r.execution for r in reports)),
+        ("dtype", first.dtype),
+        ("coatbench commits", ", ".join(dict.fromkeys(c for r in reports for c in r.commits))),
+        ("measured", " to ".join(dict.fromkeys(d for r in reports for d in r.dates))),
+        ("accuracy files", ", ".join(first.accuracy_files)),
+    ]
+    pages = [
+        {
+            "title": title(report),
+            "sections": [
+                {"heading": h, "rows": rows, "columns": list(rows[0]) if rows else []} for h, rows in sections(report)
+            ],
+            "notes": notes_of(report) + ["Claims in full:"] + verdict_lines(report),
+        }
+        for report in reports
+    ]
+    template = jinja2.Environment(
+        loader=jinja2.PackageLoader("coatbench.views", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    ).get_template("report.html.j2")
+    return template.render(
+        heading=f"{first.suite} on {first.device_name}",
+        reports=pages,
+        figure=base64.b64encode(image.getvalue()).decode(),
+        environment=environment,
+        command=command,
+        text_columns={"claim", "setting", "mode", "row", "verdict"},
+    )
+
+
+def show_reports(reports: Sequence[Report], fmt: Format, plot_path: Path | None = None, command: str = "") -> None:
     if fmt is Format.TABLE:
         write_terminal(reports)
     elif fmt is Format.CSV:
         long_frame(reports).to_csv(sys.stdout, index=False)
+    elif fmt is Format.HTML:
+        sys.stdout.write(to_html(reports, command or "coatbench report"))
     else:
         writer = {Format.MARKDOWN: to_markdown, Format.JSON: to_json, Format.LATEX: to_latex}[fmt]
         sys.stdout.write(writer(reports))
