@@ -30,7 +30,7 @@ from scipy.stats import gmean, ttest_1samp, ttest_ind
 
 from coatbench.errors import CoatbenchError
 from coatbench.results import LAST, Row, Spec, read_rows, workload_key, write_rows
-from coatbench.stats import identical_runs_allowed
+from coatbench.stats import identical_runs_allowed, spread_of_runs
 
 
 class Outcome(str, Enum):
@@ -53,6 +53,7 @@ class RowComparison:
     change: float | None = None  # current / baseline - 1
     p_value: float | None = None
     runs: tuple[int, int] = (0, 0)  # runs on each side (baseline, current)
+    current_ci: float | None = None  # 95% half-width of `current`, relative, over its runs (2 runs or more)
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,11 @@ def compare_rows(
         status, change, p = compare_runs(base_medians, cur_medians, threshold, alpha, paired)
         one_run = status is Outcome.INCONCLUSIVE and min(runs) < 2
         why = "one run on a side: its run-to-run noise is unknown" if one_run else ""
+        spread = spread_of_runs(cur_medians) if len(cur_medians) >= 2 else None
         results.append(
-            RowComparison(spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)), change, p, runs)
+            RowComparison(
+                spec, status, why, float(gmean(base_medians)), float(gmean(cur_medians)), change, p, runs, spread
+            )
         )
     return results
 

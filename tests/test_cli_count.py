@@ -104,3 +104,31 @@ def test_help_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("command", ["speed", "run", "table8", "report", "compare", "ab"])
+def test_help_shows_every_default(cli, command):
+    """Each option with a default shows it; those whose default depends on the machine or the
+    suite say it in words (Default: ...). A lost default fails here."""
+    import typer
+
+    from coatbench.cli import app
+
+    params = [p for p in typer.main.get_command(app).commands[command].params if p.param_type_name == "option"]
+    text = " ".join(cli(command, "-h", env_columns=400).stdout.split())
+    text = text[text.index("Options:") :]  # the entries, not the command's own description
+    starts = sorted(text.index(f"{p.opts[0]} ") for p in params)
+    for param in params:
+        start = text.index(f"{param.opts[0]} ")
+        block = text[start : next((s for s in starts if s > start), len(text))]  # this option's entry only
+        if param.default not in (None, False):
+            assert "[default:" in block, param.name
+        elif param.name in ("batch_sizes", "dtype", "min_time", "max_time", "timeout", "processes", "seed", "out"):
+            assert "Default:" in block, param.name
+
+
+def test_version_and_short_help(cli):
+    from coatbench import __version__
+
+    assert cli("--version").stdout.strip() == f"coatbench {__version__}"
+    assert "Usage:" in cli("-h").stdout and "Usage:" in cli("speed", "-h").stdout

@@ -144,6 +144,8 @@ def test_compare_cli_exit_codes_and_formats(cli, tmp_path):
     assert bad.returncode == 1 and bad.stdout.startswith("**1 regression(s)") and "regressed" in bad.stdout
     entries = json.loads(cli("compare", str(base), str(slow), "--format", "json").stdout)
     assert entries[0]["unit"] == "images/s" and entries[0]["value"] == pytest.approx(850, rel=0.02)
+    cell = next(e for e in entries if e["name"] != "all cells (geometric mean)")
+    assert cell["verdict"] == "regressed" and cell["range"].startswith("± ")
     assert_one_line_error(cli("compare", str(base), str(slow), "--threshold", "150%"), "--threshold")
     assert_one_line_error(cli("compare", str(base)), "BASELINE CURRENT")
     assert_one_line_error(cli("compare", str(base), str(tmp_path / "none.jsonl")), "does not exist")

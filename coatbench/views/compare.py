@@ -3,6 +3,7 @@ github-action-benchmark's JSON."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -53,17 +54,19 @@ def summary(results: Sequence[RowComparison]) -> str:
 
 
 def benchmark_action_json(results: Sequence[RowComparison]) -> list[dict]:
-    """github-action-benchmark's `customBiggerIsBetter` format: one entry per measured cell."""
-    return [
-        {
-            "name": label(r),
-            "unit": "images/s",
-            "value": r.current,
-            "extra": f"{r.status.value}; change {signed_percent(r.change)} vs baseline {r.baseline:,.1f}",
-        }
-        for r in results
-        if r.current is not None
-    ]
+    """github-action-benchmark's `customBiggerIsBetter` format: one entry per measured cell, with
+    the 95% range of its value over its runs (when it has two or more) and the verdict."""
+    entries = []
+    for r in results:
+        if r.current is None:
+            continue
+        entry = {"name": label(r), "unit": "images/s", "value": r.current}
+        if r.current_ci is not None and not math.isnan(r.current_ci):
+            entry["range"] = f"± {r.current * r.current_ci:.1f}"
+        entry["verdict"] = r.status.value
+        entry["extra"] = f"{r.status.value}; change {signed_percent(r.change)} vs baseline {r.baseline:,.1f}"
+        entries.append(entry)
+    return entries
 
 
 def show_comparison(comparison: Comparison, fmt: Format) -> None:
