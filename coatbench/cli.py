@@ -25,18 +25,14 @@ app = typer.Typer(pretty_exceptions_enable=False, **MANNERS)
 
 def show_version(asked: bool) -> None:
     if asked:
-        from coatbench import __version__
+        raise typer.Exit(print_table([], notes=[f"coatbench {__import__('coatbench').__version__}"]) or 0)
 
-        print(f"coatbench {__version__}")
-        raise typer.Exit()
+
+Version = Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True, help="Say the version.")]
 
 
 @app.callback()
-def main_options(
-    version: Annotated[
-        bool, typer.Option("--version", callback=show_version, is_eager=True, help="Say the version.")
-    ] = False,
-) -> None:
+def main_options(version: Version = False) -> None:
     """Measure what CoAtNet's architecture choices cost on your hardware."""
 
 
@@ -161,13 +157,16 @@ def run(suite: Annotated[str, typer.Argument(help="table6, table7, table8, table
 
 
 def _show_report(suite, rows, accuracy: list[Path] | None, fmt: Format, plot: Path | None) -> None:
-    """`suite`'s report on `rows`, with the given accuracy files or the default one if it exists."""
+    """`suite`'s report on `rows` (the given accuracy files, or the default one if it exists); rows
+    none of whose cells is the suite's get the speed table instead."""
     from coatbench.accuracy import load
-    from coatbench.report import build_reports
+    from coatbench.report import build_reports, covers
     from coatbench.views.report import show_reports
 
     if plot is not None:
         check_writable(plot)  # before the report is computed and printed
+    if not covers(suite, rows):
+        return show_rows(rows, fmt, title=f"{len(rows)} runs (no cell of suite {suite.name} among them)")
     files = accuracy or ([options.USER_ACCURACY] if options.USER_ACCURACY.is_file() else [])
     show_reports(build_reports(suite, rows, load(files)), fmt, plot, shlex.join(["coatbench", *sys.argv[1:]]))
 
@@ -205,23 +204,13 @@ app.add_typer(accuracy_app, name="accuracy")
 
 @accuracy_app.command("add")
 @knob_options(ABLATIONS)
-def accuracy_add(
-    model: Model,
-    top1: Annotated[float, typer.Option(help="Top-1 accuracy in percent.")],
-    source: Annotated[str, typer.Option(help="Where the number comes from, e.g. 'my run 2026-11-24'.")],
-    pretrain: Annotated[str, typer.Option(help="imagenet-1k, imagenet-21k or jft.")] = "imagenet-1k",
-    image_size: Annotated[int, typer.Option(help="Evaluation resolution.")] = 224,
-    file: Annotated[
-        Path, typer.Option(help="CSV to append to (pass it to reports with --accuracy).")
-    ] = options.USER_ACCURACY,
-    *,
-    knobs: dict,
-) -> None:
+@declared_group("given", options.RECORD_OPTIONS)
+def accuracy_add(model: Model, *, given: dict, knobs: dict) -> None:
     """Record a top-1 of your own; reports prefer it over the paper's."""
     from coatbench.accuracy import add_record
 
-    fields = dict(model=model, image_size=image_size, pretrain=pretrain, metric="top1", value=top1, source=source)
-    record = add_record(file, {**fields, **knobs})
+    file = given.pop("file")
+    record = add_record(file, {"model": model, "metric": "top1", "value": given.pop("top1"), **given, **knobs})
     knobs_set = dict(record.knobs)
     print_table([], notes=[f"recorded {record.model} @{record.image_size} {knobs_set} top-1 {record.value} in {file}"])
 

@@ -214,6 +214,16 @@ JUDGE_OPTIONS = {
     ),
 }
 DEFAULT_ROUNDS = MEASURE_OPTIONS["rounds"].default
+# A top-1 of the user's own (`accuracy add`); no default: required.
+RECORD_OPTIONS = {
+    "top1": Declared(float, ..., "Top-1 accuracy in percent."),
+    "source": Declared(str, ..., "Where the number comes from, e.g. 'my run 2026-11-24'."),
+    "pretrain": Declared(str, "imagenet-1k", "imagenet-1k, imagenet-21k or jft."),
+    "image_size": Declared(int, 224, "Evaluation resolution."),
+    "file": Declared(
+        Path, Path("results") / "my-accuracy.csv", "CSV to append to (give it to reports with --accuracy)."
+    ),
+}
 
 # Default paths, relative to the folder coatbench runs in. The CLI resolves them and passes
 # every file to the library explicitly; nothing below the CLI looks at the current folder.

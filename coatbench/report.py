@@ -247,6 +247,12 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
     return Verdict(**where, verdict=verdict, detail=detail, per_batch=tuple(per_batch))
 
 
+def covers(suite: Suite, rows: Sequence[Row]) -> bool:
+    """Whether any of `rows` measured a network of the suite's settings."""
+    networks = {json.dumps(row.config.spec(), sort_keys=True) for s in suite.settings for row in s.rows}
+    return any(json.dumps(dict(r.spec.network), sort_keys=True) in networks for r in rows)
+
+
 def build_reports(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[Report]:
     """One report per set of conditions found in `rows` (hardware, torch, execution, dtype,
     memory format, devices), in the order they first appear."""

@@ -73,16 +73,16 @@ def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
             {
                 "variant": variant_name(spec.network),
                 "mode": spec.mode,
-                "execution": spec.execution,
+                "exec": spec.execution,
                 "dtype": spec.dtype,
-                "batch/core": str(spec.batch_per_core),
-                "images/s/core (95% CI)": shown,
+                "bs": str(spec.batch_per_core),
+                "img/s/core": shown,
                 "runs": str(len(ok)),
                 "step ms": f"{spec.batch_per_core / value * 1e3:.1f}" if ok else "-",
                 "TFLOP/s": "-" if tflops is None else f"{tflops:.1f}",
                 "MFU": "-" if tflops is None or not compute.peak_tflops else f"{tflops / compute.peak_tflops:.1%}",
-                "peak mem": f"{peak / 2**30:.2f} GiB" if peak else "-",
-                "compile/1st step": f"{float(np.median(first)):.1f} s" if first else "-",
+                "peak GiB": f"{peak / 2**30:.2f}" if peak else "-",
+                "1st step": f"{float(np.median(first)):.1f} s" if first else "-",
             }
         )
     return table
@@ -99,9 +99,16 @@ def self_test_notes(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
+SPEED_LEGEND = (
+    "img/s/core: images/s per core, the geometric mean of the runs' medians with its 95% interval (~: unstable); "
+    "bs: per-core batch; 1st step: compilation, capture and the first step, timed apart"
+)
+
+
 def show_rows(rows: Sequence[Row], fmt: Format, title: str, notes: Sequence[str] = ()) -> None:
     table = speed_table(rows)
-    emit(fmt, [row.to_dict() for row in rows], table, title=title, notes=[*self_test_notes(rows), *notes])
+    notes = [SPEED_LEGEND, *self_test_notes(rows), *notes]
+    emit(fmt, [row.to_dict() for row in rows], table, title=title, notes=notes)
 
 
 def show_dry_run(plan: Plan, estimates: Sequence[tuple[Cell, float]], fmt: Format) -> None:
