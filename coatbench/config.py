@@ -265,14 +265,18 @@ def short_name(knobs) -> str:
 
 
 def variant_name(spec: dict) -> str:
-    """The model and every knob that differs from its paper default, e.g. "coatnet-2 head size 64 @384"."""
+    """The model and every knob that differs from its paper default, e.g. "coatnet-2 head size 64 @384".
+    A knob the spec lacks is at its default (rows of vs_timm's format name the model only), and
+    another implementation's model is named after it ("timm coatnet-2")."""
     default = build_config(spec["model"], image_size=spec["image_size"]).spec()
     changed = [
         f"{name.replace('_', ' ')} {spec[name]}"
         for name in KNOB_NAMES
-        if name != "image_size" and spec.get(name) != default[name]
+        if name != "image_size" and spec.get(name, default[name]) != default[name]
     ]
-    return " ".join([spec["model"], *changed]) + ("" if spec["image_size"] == 224 else f" @{spec['image_size']}")
+    implementation = spec.get("implementation", "coatbench")
+    named = [spec["model"]] if implementation == "coatbench" else [implementation, spec["model"]]
+    return " ".join([*named, *changed]) + ("" if spec["image_size"] == 224 else f" @{spec['image_size']}")
 
 
 # Beyond these a model cannot be built or counted in reasonable time and memory (the paper's

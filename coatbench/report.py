@@ -46,6 +46,7 @@ class Measured:
     runs: tuple[tuple[float, ...], ...] = ()  # per-block samples of each measured run
     rounds: dict[tuple[str, int], float] = field(default_factory=dict)  # (sweep, round) -> that run's median
     unstable: str = ""  # why the cell's figure is too noisy to lean on; empty when it is not
+    superseded: int = 0  # runs of this cell by older code, left out (`latest_code`)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
         why = "; ".join(missing) or "no measurement"
         return Verdict(**where, verdict="untested", detail=f"untested: {why}")
     kinds = sorted({v.verdict for v in per_batch}, key=[v.verdict for v in per_batch].index)
-    verdict = kinds[0] if len(kinds) == 1 else "mixed"
+    single = " (single run)" if any(v.basis == SINGLE_RUN for v in per_batch) else ""
+    verdict = kinds[0] if len(kinds) == 1 else f"mixed{single}"
     measured = ", ".join(f"{v.change * 100:+.1f}% +-{v.uncertainty * 100:.1f} (per-core {v.batch})" for v in per_batch)
     faster = "the variant" if claim.faster == "variant" else "the baseline"
     claimed = f"{claim.low * 100:.0f}%" + (f"-{claim.high * 100:.0f}%" if claim.high is not None else "+")
@@ -239,7 +241,7 @@ def _summarize(claim, setting, mode, report, per_batch, missing) -> Verdict:
         + (
             verdict
             if len(kinds) == 1
-            else "mixed: " + ", ".join(f"{v.verdict} at per-core {v.batch}" for v in per_batch)
+            else f"{verdict}: " + ", ".join(f"{v.verdict} at per-core {v.batch}" for v in per_batch)
         )
     )
     if missing:
@@ -353,9 +355,15 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
     if unstable:
         notes.append(f"Unstable (marked ~): {len(unstable)} cell(s), e.g. {unstable[0][0].label} "
                      f"{unstable[0][1][0]} {unstable[0][1][1]}: {unstable[0][2].unstable}")  # fmt: skip
+    superseded = sum(m.superseded for line in report.lines for m in line.cells.values())
+    if superseded:
+        notes.append(SUPERSEDED_NOTE.format(superseded))
     if any(line.accuracy is None for line in report.lines):
         notes.append("Top-1 `-`: no accuracy recorded for this spec (add one with `coatbench accuracy add`)")
     return notes
+
+
+SUPERSEDED_NOTE = "Left out: {} run(s) by older code; each cell shows only the runs of the commit that measured it last"
 
 
 def position_self_tests(runs: Sequence[Row], setting: str = "") -> list[SelfTest]:
@@ -379,15 +387,27 @@ def cell_summary(runs: Sequence[Row]) -> Measured:
     return _measured(list(runs), None, True)
 
 
+def latest_code(runs: Sequence[Row]) -> list[Row]:
+    """The runs made by the code (env.git_sha) that measured the cell last. Runs of one cell by
+    different code are not pooled: a change in between (results/h100/levers.md: +6% to +12%
+    from one commit) would read as noise, or shift a cell against its baseline."""
+    if not runs:
+        return []
+    latest = max(runs, key=lambda r: r.timestamp).env.git_sha
+    return [r for r in runs if r.env.git_sha == latest]
+
+
 def _measured(found: list[Row] | None, base: list[Row] | None, is_baseline: bool) -> Measured:
-    """A cell from its runs (rows of one cell; the self-test's second measurement left out);
-    runs that did not measure (OOM, ...) are left out unless none did."""
+    """A cell from its runs (rows of one cell; the self-test's second measurement left out, and
+    runs by older code); runs that did not measure (OOM, ...) are left out unless none did."""
     found = [r for r in found or () if not (r.trial and r.trial.self_test == LAST)]
+    current = latest_code(found)
+    superseded, found = len(found) - len(current), current
     if not found:
         return Measured(None)
     ok = [row for row in found if row.ok]
     if not ok:
-        return Measured(found[-1].status)
+        return Measured(found[-1].status, superseded=superseded)
     spread = spread_of_runs([float(np.median(r.samples)) for r in ok]) if len(ok) >= 2 else ok[0].throughput.ci95_rel
     cell = Measured(
         Status.OK,
@@ -396,6 +416,7 @@ def _measured(found: list[Row] | None, base: list[Row] | None, is_baseline: bool
         runs=tuple(tuple(row.samples) for row in ok),
         rounds={(r.trial.sweep, r.trial.round): float(np.median(r.samples)) for r in ok if r.trial},
         unstable=_unstable(ok),
+        superseded=superseded,
     )
     base_cell = _measured(base, None, True) if base and not is_baseline else None
     if base_cell is None or base_cell.status is not Status.OK:

@@ -29,6 +29,8 @@ SCHEMA = 2  # the version of the row below; written in every row and checked on 
 # Schema 1 rows are read too: they have no `trial` (each is a single run of its own) and no
 # memory method, and a CPU's hardware key is rebuilt from the cpu_count and threads they recorded.
 READABLE_SCHEMAS = (1, 2)
+# And so are the rows of benchmarks/vs_timm.py's own format (results/h100/speed.jsonl): no
+# schema, `spec.implementation`; read by `_from_vs_timm`.
 
 
 class Status(str, Enum):
@@ -121,10 +123,10 @@ class ModelSize:
 @dataclass(frozen=True)
 class Timing:
     first_step_s: float | None  # compilation, capture, autotuning: timed apart
-    warmup_s: float | None
-    warmup_steps: int
-    warmup_stable: bool  # warm-up ended because blocks agreed, not because its time ran out
-    block_steps: int  # steps per timed block
+    warmup_s: float | None  # this and below: None in rows of vs_timm's format, which kept none of it
+    warmup_steps: int | None
+    warmup_stable: bool | None  # warm-up ended because blocks agreed, not because its time ran out
+    block_steps: int | None  # steps per timed block
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,23 @@ class Throughput:
     n: int  # timed blocks
     step_time_s: float
 
+    @classmethod
+    def of(cls, samples: Sequence[float], batch_per_core: int, devices: int) -> Throughput:
+        """A run's throughput from its per-core samples (one per timed block)."""
+        from coatbench.stats import summarize  # scipy: imported only where samples are summarized
+
+        summary = summarize(samples)
+        stats = summary.as_dict()
+        return cls(
+            images_per_s=summary.median,
+            images_per_s_total=summary.median * devices,
+            iqr=stats["iqr"],
+            ci95=stats["ci95"],
+            ci95_rel=stats["ci95_rel"],
+            n=stats["n"],
+            step_time_s=batch_per_core / summary.median,
+        )
+
 
 @dataclass(frozen=True)
 class Compute:
@@ -147,6 +166,20 @@ class Compute:
     peak_tflops: float | None
     peak_source: str | None
     mfu: float | None
+
+    @classmethod
+    def of(
+        cls, images_per_s: float, devices: int, flops_per_image: int, peak: float | None, dtype: str, device_name: str
+    ):
+        """Achieved TFLOP/s of all cores and the MFU against the per-device datasheet `peak`."""
+        achieved = images_per_s * devices * flops_per_image / 1e12
+        return cls(
+            tflops=achieved,
+            flops_per_image=flops_per_image,
+            peak_tflops=None if peak is None else peak * devices,
+            peak_source=None if peak is None else f"datasheet dense {dtype}, {device_name}",
+            mfu=None if peak is None else achieved / (peak * devices),
+        )
 
 
 @dataclass(frozen=True)
@@ -180,7 +213,7 @@ class Row:
     status: Status
     message: str
     spec: Spec
-    model_size: ModelSize
+    model_size: ModelSize | None  # None: rows of vs_timm's format, which counted FLOPs only
     timing: Timing
     samples: list[float]  # images/s per core, one per timed block
     env: Env
@@ -205,12 +238,64 @@ class Row:
         if not isinstance(data, Mapping) or "spec" not in data or "status" not in data:
             raise CoatbenchError(f"{where} is not a coatbench result row (no spec/status): is this the right file?")
         schema = data.get("schema")
+        if schema is None and isinstance(data["spec"], Mapping) and "implementation" in data["spec"]:
+            try:
+                return _from_vs_timm(data, where)
+            except KeyError as missing:
+                raise CoatbenchError(f"{where}: the row has no {missing.args[0]}") from None
         if schema not in READABLE_SCHEMAS:
             newer = isinstance(schema, int) and schema > SCHEMA
             fix = "upgrade coatbench" if newer else "re-measure it with this coatbench"
             readable = " and ".join(map(str, READABLE_SCHEMAS))
             raise CoatbenchError(f"{where}: results schema {schema!r}, this coatbench reads schemas {readable}: {fix}")
         return _build(cls, data, where, "")
+
+
+def _from_vs_timm(data: Mapping, where: str) -> Row:
+    """A row of benchmarks/vs_timm.py's own format as a Row. It ran one cell with coatbench's
+    harness and kept the spec (the implementation, the model at its defaults), the samples, the
+    first step, the FLOPs per image, the peak and the environment; what it did not keep (params,
+    MACs, warm-up, memory) stays None, and the summary is rebuilt from the samples."""
+    old = data["spec"]
+    env = _build(Env, data["env"], where, "env.")
+    network = {"implementation": old["implementation"], "model": old["model"], "image_size": old["image_size"]}
+    spec = Spec(
+        network=network,
+        mode=old["mode"],
+        batch_per_core=old["batch_per_core"],
+        devices=env.device_count,
+        device=env.device_type,
+        dtype=old["dtype"],
+        execution=old["execution"],
+        channels_last=old["channels_last"],
+        # what coatbench's harness fed and stepped then, as now (harness.SYNTHETIC_INPUT, harness.OPTIMIZER)
+        input="randn images, randint labels, created once on the device",
+        optimizer="SGD(lr=0.01, momentum=0.9, foreach)" if old["mode"] == "train" else None,
+    )
+    samples = list(data["samples"])
+    row = Row(
+        timestamp=data["timestamp"],
+        status=_convert(Status, data["status"], where, "status"),
+        message=data.get("message", ""),
+        spec=spec,
+        model_size=None,
+        timing=Timing(data.get("first_step_s"), None, None, None, None),
+        samples=samples,
+        env=env,
+        note=f"read from benchmarks/vs_timm.py's format (timm {data.get('timm')})",
+    )
+    if not samples:
+        return row
+    throughput = Throughput.of(samples, spec.batch_per_core, spec.devices)
+    compute = Compute.of(
+        throughput.images_per_s,
+        spec.devices,
+        data["flops_per_image"],
+        data.get("peak_tflops"),
+        spec.dtype,
+        env.device_name,
+    )
+    return dataclasses.replace(row, throughput=throughput, compute=compute)
 
 
 def _plain(value):

@@ -36,7 +36,6 @@ from coatbench.results import (
     run_key,
 )
 from coatbench.rounds import Slot, schedule
-from coatbench.stats import summarize
 from coatbench.suite import Suite, load_suite
 from coatbench.workers import Job, in_worker, measure_on_all_cores, xla_topology
 from coatbench.xla import XlaOptions
@@ -248,29 +247,13 @@ def make_row(
     )
     if not result.samples:
         return row
-    summary = summarize(result.samples)
     flops_per_image = counted_size.train_flops if cell.mode is Mode.TRAIN else counted_size.flops
-    achieved = summary.median * devices * flops_per_image / 1e12
+    throughput = Throughput.of(result.samples, cell.batch_size, devices)
     peak = peak_tflops(env.device_name, cell.dtype.value)
-    stats = summary.as_dict()
     return dataclasses.replace(
         row,
-        throughput=Throughput(
-            images_per_s=summary.median,  # per core
-            images_per_s_total=summary.median * devices,
-            iqr=stats["iqr"],
-            ci95=stats["ci95"],
-            ci95_rel=stats["ci95_rel"],
-            n=stats["n"],
-            step_time_s=cell.batch_size / summary.median,
-        ),
-        compute=Compute(
-            tflops=achieved,
-            flops_per_image=flops_per_image,
-            peak_tflops=None if peak is None else peak * devices,
-            peak_source=None if peak is None else f"datasheet dense {cell.dtype.value}, {env.device_name}",
-            mfu=None if peak is None else achieved / (peak * devices),
-        ),
+        throughput=throughput,
+        compute=Compute.of(throughput.images_per_s, devices, flops_per_image, peak, cell.dtype.value, env.device_name),
         memory=Memory(result.peak_memory_bytes, None if result.peak_memory_bytes is None else PEAK_MEMORY_METHOD),
     )
 

@@ -218,7 +218,7 @@ def test_dry_run_and_resume(cli, tmp_path):
     assert len(lines) == 4 * 2 + 1  # four cells, two rounds, the baseline twice in the self-test round
     out.write_text("\n".join(lines[:3]) + "\n")  # as if the sweep had stopped after 3 measurements
     again = cli("run", *quick, "--resume", str(out), "--dry-run")
-    assert "3 of 9 measurements already there" in again.stdout + again.stderr
+    assert "3 of 9 measurements already there" in " ".join((again.stdout + again.stderr).split())  # notes wrap
     resumed = cli("run", *quick, "--resume", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     rows = read_rows(out)
@@ -252,8 +252,52 @@ def test_runs_under_other_conditions_are_never_pooled(table8):
     assert "contiguous" in to_markdown(reports) and "channels-last" in to_markdown(reports)
 
 
+def test_runs_of_older_code_are_left_out_of_a_cell(table8):
+    """A cell measured again after a code change shows only the new code's runs: pooling them
+    would read the change as noise, or as a change against a baseline not re-measured."""
+    import dataclasses
+
+    head64 = ("ImageNet-1K", "head size 32 -> 64", "train")
+
+    def at(rows, sha, day):
+        return [dataclasses.replace(r, env=dataclasses.replace(r.env, git_sha=sha), timestamp=day) for r in rows]
+
+    old = at(rows_for(table8, {head64: 1500.0}), "a" * 40, "2026-11-01T00:00:00+00:00")
+    new = at(rows_for(table8, {head64: 1100.0}), "b" * 40, "2026-11-02T00:00:00+00:00")
+    (report,) = build_reports(table8, old + new, load())
+    cell = next(line for line in report.lines if line.label == head64[1]).cells["train", 64]
+    assert len(cell.runs) == 1 and cell.images_per_s == pytest.approx(1100.0, rel=0.01) and cell.superseded == 1
+    assert cell.change == pytest.approx(0.10, abs=0.01)  # against the baseline's new run, not a pool of both
+    assert "Left out: 40 run(s) by older code" in to_markdown([report])
+
+
+def test_report_shows_a_speed_file_of_no_suite_cell(cli):
+    """results/h100/speed.jsonl (benchmarks/vs_timm.py's own format): the speed table, each
+    implementation named, each cell from the runs of the code that measured it last."""
+    result = cli("report", "results/h100/speed.jsonl", env_columns=100, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert "no cell of suite table8" in result.stdout and "timm coatnet-2" in result.stdout
+    assert "Left out: 36 run(s) by older code" in result.stdout
+
+
+def test_a_vs_timm_row_without_a_field_is_one_line(cli, tmp_path):
+    line = json.loads(
+        Path(__file__).resolve().parents[1].joinpath("results/h100/speed.jsonl").read_text().splitlines()[0]
+    )
+    del line["samples"]
+    broken = tmp_path / "speed.jsonl"
+    broken.write_text(json.dumps(line) + "\n")
+    assert_one_line_error(cli("report", str(broken)), "speed.jsonl:1", "samples")
+
+
 @pytest.mark.parametrize(
-    "args", [["report", "results/h100/table8.jsonl"], ["models"], ["report", "results/cpu/table8.jsonl"]]
+    "args",
+    [
+        ["report", "results/h100/table8.jsonl"],
+        ["models"],
+        ["report", "results/cpu/table8.jsonl"],
+        ["report", "results/h100/speed.jsonl"],
+    ],
 )
 def test_tables_fit_100_columns_without_cutting_a_number(cli, args):
     result = cli(*args, env_columns=100, cwd=Path(__file__).resolve().parents[1])
@@ -295,3 +339,11 @@ def test_the_html_report_is_one_self_contained_page(cli):
     assert len(page.images) == 1 and base64.b64decode(page.images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.references == []  # self-contained: nothing to fetch, nothing to break
     assert "Environment" in page.headings and "How it was made" in page.headings
+
+
+@pytest.mark.parametrize("hardware", ["h100", "cpu"])
+def test_the_committed_reports_are_what_report_renders_now(cli, hardware):
+    root = Path(__file__).resolve().parents[1] / "results" / hardware
+    result = cli("report", str(root / "table8.jsonl"), "--format", "markdown", cwd=root.parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (root / "table8.md").read_text()  # re-render: see CONTRIBUTING.md

@@ -31,7 +31,20 @@ def _width(stream) -> int | None:
 console = Console(width=_width(sys.stdout))
 err_console = Console(stderr=True, width=_width(sys.stderr))
 
-LEFT_ALIGNED = {"model", "variant", "stage", "cell", "status", "why", "claim", "setting", "row", "verdict", "source"}
+LEFT_ALIGNED = {
+    "model",
+    "variant",
+    "execution",
+    "stage",
+    "cell",
+    "status",
+    "why",
+    "claim",
+    "setting",
+    "row",
+    "verdict",
+    "source",
+}
 
 
 def print_error(message: str) -> None:
@@ -52,15 +65,22 @@ def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Seque
     """Rows of already formatted strings (the first row's keys are the columns), then notes."""
     if title:
         console.print(Text(title, style="bold"))
-    # rich fits the table to the console: a cell too long for its column folds onto a second
-    # line instead of being cut, so no number ever loses a digit
+    # a column with one value in every row is said once, under the table, to leave room for the rest
+    columns = list(rows[0]) if rows else []
+    same = [c for c in columns if len(rows) > 1 and len({row[c] for row in rows}) == 1 and c not in LEFT_ALIGNED]
+    # rich fits the table to the console: numbers keep one line and the text columns wrap at
+    # spaces or fold; nothing is cut, so no number ever loses a digit
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in rows[0] if rows else ():
-        table.add_column(column, justify="left" if column in LEFT_ALIGNED else "right", overflow="fold")
+    shown = [c for c in columns if c not in same]
+    for column in shown:
+        text = column in LEFT_ALIGNED
+        table.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not text)
     for row in rows:
-        table.add_row(*row.values())
+        table.add_row(*(row[c] for c in shown))
     if rows:
         console.print(table)
+    if same:
+        console.print(Text("In every row: " + ", ".join(f"{c} {rows[0][c]}" for c in same), overflow="fold"))
     for note in notes:
         console.print(Text(note, overflow="fold"))
 

@@ -50,19 +50,20 @@ def throughput_cell(row: Row) -> str:
     return f"{t.images_per_s:,.1f}{ci}"
 
 
-def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
+def speed_table(rows: Sequence[Row]) -> tuple[list[dict[str, str]], int]:
     """One line per cell, its runs (rounds) together: the geometric mean of their medians and
-    its 95% CI over them; ~ marks an unstable cell."""
-    from coatbench.report import cell_summary  # scipy: not for every start of the CLI
+    its 95% CI over them; ~ marks an unstable cell. Also how many runs by older code were left out."""
+    from coatbench.report import cell_summary, latest_code  # scipy: not for every start of the CLI
 
     cells: dict[tuple, list[Row]] = {}
     for row in rows:
         if not (row.trial and row.trial.self_test == LAST):  # the position self-test's extra run
             cells.setdefault(run_key(row.env, row.spec), []).append(row)
-    table = []
+    table, superseded = [], 0
     for runs in cells.values():
         cell, spec = cell_summary(runs), runs[0].spec
-        ok = [r for r in runs if r.ok]
+        superseded += cell.superseded
+        ok = [r for r in latest_code(runs) if r.ok]
         value, compute = cell.images_per_s, ok[-1].compute if ok else None
         tflops = None if compute is None else value * spec.devices * compute.flops_per_image / 1e12
         peak = max((r.memory.peak_bytes or 0 for r in ok if r.memory), default=0)
@@ -73,19 +74,18 @@ def speed_table(rows: Sequence[Row]) -> list[dict[str, str]]:
             {
                 "variant": variant_name(spec.network),
                 "mode": spec.mode,
-                "exec": spec.execution,
+                "execution": spec.execution,
                 "dtype": spec.dtype,
                 "bs": str(spec.batch_per_core),
                 "img/s/core": shown,
-                "runs": str(len(ok)),
-                "step ms": f"{spec.batch_per_core / value * 1e3:.1f}" if ok else "-",
+                "runs": str(len(cell.runs)),
                 "TFLOP/s": "-" if tflops is None else f"{tflops:.1f}",
                 "MFU": "-" if tflops is None or not compute.peak_tflops else f"{tflops / compute.peak_tflops:.1%}",
                 "peak GiB": f"{peak / 2**30:.2f}" if peak else "-",
-                "1st step": f"{float(np.median(first)):.1f} s" if first else "-",
+                "1st step": f"{float(np.median(first)):.1f}s" if first else "-",
             }
         )
-    return table
+    return table, superseded
 
 
 def self_test_notes(rows: Sequence[Row]) -> list[str]:
@@ -106,8 +106,12 @@ SPEED_LEGEND = (
 
 
 def show_rows(rows: Sequence[Row], fmt: Format, title: str, notes: Sequence[str] = ()) -> None:
-    table = speed_table(rows)
+    from coatbench.report import SUPERSEDED_NOTE
+
+    table, superseded = speed_table(rows)
     notes = [SPEED_LEGEND, *self_test_notes(rows), *notes]
+    if superseded:
+        notes.append(SUPERSEDED_NOTE.format(superseded))
     emit(fmt, [row.to_dict() for row in rows], table, title=title, notes=notes)
 
 
