@@ -75,13 +75,18 @@ Device, BatchSizes = (typed(options.MEASURE_OPTIONS[name]) for name in ("device"
 Quiet = typed(options.SUITE_OPTIONS["quiet"])  # speed's too
 
 
-def planned(batch_sizes: str | None, out: Path | None, resume: Path | None, **given) -> dict:
+def planned(
+    batch_sizes: str | None, devices: str, bucket_cap_mb: float, gradient_as_bucket_view: bool,
+    out: Path | None, resume: Path | None, **given,
+) -> dict:  # fmt: skip
     """`measure_options` parsed and checked (before torch is imported), as keywords for
     `sweep.make_plan`; the rows' file is checked for writing before anything is measured."""
     batches = None if batch_sizes is None else options.parse_batch_sizes(batch_sizes)
+    ddp = options.DdpOptions.checked(bucket_cap_mb, gradient_as_bucket_view)
     out = out or options.new_runs_path()
     check_writable(resume or out)
-    return {**given, "batch_sizes": batches, "out": out, "resume": resume}
+    sizes = {"batch_sizes": batches, "devices": options.parse_devices(devices), "ddp": ddp}
+    return {**given, **sizes, "out": out, "resume": resume}
 
 
 @app.command()

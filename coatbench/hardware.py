@@ -106,6 +106,12 @@ class DeviceOps:
     def after_step(self) -> None:
         pass
 
+    def wrap_model(self, model, training: bool):
+        return model  # one device: nothing between the steps and the model
+
+    def agree(self, value):
+        return value  # one process decides alone
+
     def optimizer_step(self, optimizer, scaler) -> None:
         scaler.step(optimizer)
         scaler.update()

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from coatbench.config import CoAtNetConfig
+from coatbench.distributed import REPLICAS
 from coatbench.errors import CoatbenchError
 from coatbench.hardware import device_ops, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
 from coatbench.model import build_model
-from coatbench.options import Budget, Dtype, Execution, Mode
+from coatbench.options import Budget, DdpOptions, Dtype, Execution, Mode
 from coatbench.results import Env, Spec, Status
 
 TORCH_DTYPES = {Dtype.FP32: torch.float32, Dtype.BF16: torch.bfloat16, Dtype.FP16: torch.float16}
@@ -44,6 +45,15 @@ class Cell:
     dtype: Dtype = Dtype.BF16
     execution: Execution = Execution.EAGER
     channels_last: bool = True
+    devices: int = 1  # ranks (torch.distributed), one device each; XLA's cores are its launcher's
+    ddp: DdpOptions = field(default_factory=DdpOptions)  # training on several ranks
+
+    @property
+    def parallel(self) -> str | None:
+        """How several ranks share the work: DDP for training, replicas for inference."""
+        if self.devices == 1:
+            return None
+        return self.ddp.describe() if self.mode is Mode.TRAIN else REPLICAS
 
     def spec(self, env: Env) -> Spec:
         """What this cell measures on `env`'s devices (each core with `batch_size` images)."""
@@ -58,6 +68,7 @@ class Cell:
             channels_last=self.channels_last,
             input=SYNTHETIC_INPUT,
             optimizer=OPTIMIZER if self.mode is Mode.TRAIN else None,
+            parallel=self.parallel,
         )
 
 
@@ -73,6 +84,7 @@ class Measurement:
     peak_memory_bytes: int | None = None
     message: str = ""
     xla: dict | None = None  # XLA: compiles and fallbacks in the timed window, metrics
+    distributed: dict | None = None  # several ranks: what each measured (`distributed.RankOps.summary`)
 
 
 class CellTimeout(Exception):
@@ -93,7 +105,7 @@ def build_step(cell: Cell, device: torch.device, ops=None, model: torch.nn.Modul
         compile_frozen(model)
     elif cell.execution.compiles:
         compile_regions(model)
-    forward = model
+    forward = ops.wrap_model(model, training=cell.mode is Mode.TRAIN)  # DDP on several ranks
 
     def autocast():
         enabled = cell.dtype is not Dtype.FP32
@@ -206,8 +218,8 @@ class Blocks:
 
     def run(self, steps: int) -> float:
         """Seconds the device took for `steps` steps."""
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise CellTimeout
+        if self.deadline is not None and self.ops.agree(time.perf_counter() > self.deadline):
+            raise CellTimeout  # on every rank at once
         self.ops.start()
         for _ in range(steps):
             if self.before_step is not None:

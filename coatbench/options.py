@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -127,6 +128,34 @@ ROUND_MIN_SAMPLES = 1
 CPU_BUDGET = Budget(min_time=1.0, max_time=10.0, block_time=0.0, max_warmup_time=5.0)
 
 
+@dataclass(frozen=True)
+class DdpOptions:
+    """What DistributedDataParallel does that matters for speed; DDP's own defaults."""
+
+    bucket_cap_mb: float = 25.0
+    gradient_as_bucket_view: bool = False
+
+    @classmethod
+    def checked(cls, bucket_cap_mb: float, gradient_as_bucket_view: bool) -> DdpOptions:
+        if not (math.isfinite(bucket_cap_mb) and bucket_cap_mb > 0):
+            raise CoatbenchError(f"--bucket-cap-mb must be a positive number of MiB, got {bucket_cap_mb:g}")
+        return cls(bucket_cap_mb, gradient_as_bucket_view)
+
+    def describe(self) -> str:
+        return f"DDP(bucket_cap_mb={self.bucket_cap_mb:g}, gradient_as_bucket_view={self.gradient_as_bucket_view})"
+
+
+def parse_devices(text: str) -> tuple[int, ...]:
+    """ "2" -> (2,); "1,2,4" -> (1, 2, 4)."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise CoatbenchError(f"invalid --devices {text!r}: give a number of devices, e.g. 2, or a list, e.g. 1,2,4")
+    return counts
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """ "32,64,128" -> (32, 64, 128)."""
     try:
@@ -191,6 +220,13 @@ MEASURE_OPTIONS = {
     "xla_cache": Declared(Path | None, None, "XLA: persistent compilation cache directory."),
     "out": Declared(Path | None, None, "JSON Lines file to append to. Default: a new results/runs/speed-<time>.jsonl."),
     "resume": Declared(Path | None, None, "Measure only what this results file lacks, and append to it."),
+    "devices": Declared(
+        str, "1", "Devices, a rank each (torch.distributed), e.g. 2 or 1,2,4; 1 is always measured too."
+    ),
+    "bucket_cap_mb": Declared(float, 25.0, "DDP gradient bucket size in MiB (training on several devices)."),
+    "gradient_as_bucket_view": Declared(
+        bool, False, "DDP: gradients as views into its buckets.", _flag("--gradient-as-bucket-view")
+    ),
     "rounds": Declared(int, 3, "Rounds: each cell is measured once per round, a setting's cells interleaved."),
     "seed": Declared(int | None, None, "Seed of the rounds' orders. Default: a new one (saved in every row)."),
     "processes": Declared(

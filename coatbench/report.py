@@ -23,7 +23,7 @@ from scipy.stats import gmean
 from coatbench.accuracy import Accuracies, AccuracyRecord
 from coatbench.config import short_name
 from coatbench.errors import CoatbenchError
-from coatbench.results import FIRST, LAST, Row, Status, condition_key, run_key
+from coatbench.results import FIRST, LAST, Row, Status, condition_key, run_key, scaling_key
 from coatbench.stats import paired_change, ratio_with_uncertainty, runs_ratio_with_uncertainty, spread_of_runs
 from coatbench.suite import Claim, Setting, Suite, SuiteRow
 
@@ -31,6 +31,58 @@ UNSTABLE_CI = 0.05  # a cell whose 95% CI is wider than +-5% is marked unstable
 ORDER_TOLERANCE = 0.02  # the position self-test (an A/A) must stay within 1 +- 2%
 # How a change's interval was made, strongest first (`Measured.basis`).
 ROUNDS, RUNS, SINGLE_RUN = "rounds", "runs", "single run"
+
+
+# A scaling efficiency above this is a measurement problem, never superlinear scaling: data-
+# parallel ranks each do one device's work plus communication (issue 16).
+SUPERLINEAR = 1.02
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """E(N) = X_N / (N * X_1): per-core images/s on N devices against one device, from the
+    runs of both (paired within rounds when they share them, as a variant with its baseline)."""
+
+    efficiency: float
+    uncertainty: float  # 95% half-width
+    basis: str
+
+    @property
+    def suspect(self) -> bool:
+        return self.efficiency > SUPERLINEAR
+
+    @property
+    def text(self) -> str:
+        """ "0.99 +-0.01"; "!" marks an efficiency above SUPERLINEAR."""
+        u = "" if math.isnan(self.uncertainty) else f" +-{self.uncertainty:.2f}"
+        return f"{'!' if self.suspect else ''}{self.efficiency:.2f}{u}"
+
+
+SCALING_NOTE = (
+    "E: scaling efficiency X_N / (N X_1), per-core images/s on N devices against one device measured in the same "
+    "rounds, 95% interval; ! marks E above 1.02, which is a measurement problem (a slow one-device figure, hosts' "
+    "clocks apart), not superlinear scaling"
+)
+
+
+def scaling_of(runs: Sequence[Row], single: Sequence[Row] | None) -> Scaling | None:
+    """The scaling efficiency of a cell on several devices (`runs`) against its one-device runs."""
+    if not single:
+        return None
+    many, one = cell_summary(runs), cell_summary(single)
+    if many.status is not Status.OK or one.status is not Status.OK:
+        return None
+    change, u, basis = change_of(many, one)
+    return Scaling(1 + change, u, basis)
+
+
+def single_device_runs(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
+    """The one-device runs among `rows`, by the scaling key they share with their N-device runs."""
+    found: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.spec.devices == 1 and row.spec.device != "xla":
+            found[scaling_key(row.env, row.spec)].append(row)
+    return found
 
 
 @dataclass(frozen=True)
@@ -47,6 +99,7 @@ class Measured:
     rounds: dict[tuple[str, int], float] = field(default_factory=dict)  # (sweep, round) -> that run's median
     unstable: str = ""  # why the cell's figure is too noisy to lean on; empty when it is not
     superseded: int = 0  # runs of this cell by older code, left out (`latest_code`)
+    scaling: Scaling | None = None  # on several devices: against one device
 
 
 @dataclass(frozen=True)
@@ -264,10 +317,13 @@ def build_reports(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> 
     for row in rows:
         cell = _cell(row.spec.network, row.spec.mode, row.spec.batch_per_core)
         groups[condition_key(row.env, row.spec)][cell].append(row)  # every run of a cell
-    return [_report(suite, cells, accuracies) for cells in groups.values()]
+    singles = single_device_runs(rows)
+    return [_report(suite, cells, accuracies, singles) for cells in groups.values()]
 
 
-def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies) -> Report:
+def _report(
+    suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies, singles: dict[tuple, list[Row]]
+) -> Report:
     first = next(iter(cells.values()))[0]
     days = sorted({r.timestamp[:10] for runs in cells.values() for r in runs})
     present_batches = {batch for _, _, batch in cells}
@@ -306,6 +362,9 @@ def _report(suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies)
                     found = cells.get(_cell(suite_row.config.spec(), mode, batch))
                     base = cells.get(_cell(baseline_row.config.spec(), mode, batch))
                     measured[mode, batch] = _measured(found, base, suite_row is baseline_row)
+                    if found and report.devices > 1:
+                        scaling = scaling_of(found, singles.get(scaling_key(found[0].env, found[0].spec)))
+                        measured[mode, batch] = dataclasses.replace(measured[mode, batch], scaling=scaling)
                     size = size or (found[-1].model_size if found else None)
             line = Line(
                 setting=setting.name,
@@ -355,6 +414,9 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
     if unstable:
         notes.append(f"Unstable (marked ~): {len(unstable)} cell(s), e.g. {unstable[0][0].label} "
                      f"{unstable[0][1][0]} {unstable[0][1][1]}: {unstable[0][2].unstable}")  # fmt: skip
+    if report.devices > 1:
+        notes.append(SCALING_NOTE + ("" if any(m.scaling for line in report.lines for m in line.cells.values())
+                     else "; no one-device run in these rows, so no E"))  # fmt: skip
     superseded = sum(m.superseded for line in report.lines for m in line.cells.values())
     if superseded:
         notes.append(SUPERSEDED_NOTE.format(superseded))

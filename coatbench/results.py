@@ -56,6 +56,7 @@ class Spec:
     channels_last: bool
     input: str  # where the images come from
     optimizer: str | None  # training only
+    parallel: str | None = None  # several ranks: "DDP(...)" for training, replicas for inference
 
     @property
     def global_batch(self) -> int:
@@ -71,6 +72,8 @@ class Spec:
 
     def to_dict(self) -> dict:
         workload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "network"}
+        if self.parallel is None:
+            del workload["parallel"]  # one device: rows as they were before several
         return {**self.network, **workload, "global_batch": self.global_batch}
 
     @classmethod
@@ -188,6 +191,23 @@ class Memory:
     method: str | None = None  # how it was measured (schema 2)
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """A run on several ranks (torch.distributed), one device each. The row's throughput is per
+    core from the global window (`window`); this keeps what each rank saw."""
+
+    world_size: int
+    backend: str  # nccl | gloo
+    nodes: int
+    parallel: str  # DDP and its options (training), or independent replicas (inference)
+    window: str  # how a block was timed across the ranks
+    rank_images_per_s: list[float]  # each rank's median over its own block times
+    straggler: float  # median rank's images/s / slowest rank's (1.0: the ranks keep pace)
+    rank_hosts: list[str]
+    rank_devices: list[str]
+    rank_peak_memory_bytes: list[int | None]
+
+
 FIRST, LAST = "first", "last"  # `Trial.self_test`: the two ends of the position self-test
 
 
@@ -224,6 +244,7 @@ class Row:
     memory: Memory | None = None
     note: str | None = None  # a person's note on this row (e.g. why it was relabelled)
     trial: Trial | None = None  # None: a run of its own (schema 1, or measured outside a sweep)
+    distributed: Distributed | None = None  # a run on several ranks
     schema: int = SCHEMA
 
     @property
@@ -375,6 +396,17 @@ def run_key(env: Env, spec: Spec) -> tuple[str, str, str]:
     """Rows with equal run keys are runs of one cell: the same workload on the same hardware
     with the same torch. Resume, report and compare group rows by it."""
     return env.hardware_key, env.torch, workload_key(spec)
+
+
+def scaling_key(env: Env, spec: Spec) -> tuple:
+    """What a run on N devices shares with its one-device partner (the scaling efficiency's
+    X_1): the run key without the device count, the CPU threads a rank gets, and how the ranks
+    share the work."""
+    workload = spec.to_dict()
+    for name in ("device", "global_batch", "devices", "parallel"):
+        workload.pop(name, None)
+    machine = (env.device_type, env.device_name, env.cpu_count if env.device_type == "cpu" else None)
+    return machine, env.torch, json.dumps(workload, sort_keys=True)
 
 
 def condition_key(env: Env, spec: Spec) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -16,13 +17,15 @@ import torch
 
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
+from coatbench.distributed import threads_per_rank
 from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import WriteError, check_writable
 from coatbench.hardware import fingerprint, peak_tflops, resolve_device
 from coatbench.harness import PEAK_MEMORY_METHOD, Cell, Measurement, check_cell
-from coatbench.options import CPU_BUDGET, DEFAULT_ROUNDS, Budget, DeviceKind, Dtype, Execution, Mode
+from coatbench.options import CPU_BUDGET, DEFAULT_ROUNDS, Budget, DdpOptions, DeviceKind, Dtype, Execution, Mode
 from coatbench.results import (
     Compute,
+    Distributed,
     Env,
     Memory,
     ModelSize,
@@ -35,7 +38,7 @@ from coatbench.results import (
     read_rows,
     run_key,
 )
-from coatbench.rounds import Slot, schedule
+from coatbench.rounds import WARMUP_POSITION, Slot, schedule
 from coatbench.suite import Suite, load_suite
 from coatbench.workers import Job, in_worker, measure_on_all_cores, xla_topology
 from coatbench.xla import XlaOptions
@@ -79,6 +82,14 @@ class Plan:
     def process_of(self, round_: int) -> int:
         return round_ * self.processes // self.rounds
 
+    def env_of(self, cell: Cell) -> Env:
+        """The environment of `cell`'s rows: the plan's, on as many devices as the cell has ranks
+        (on a CPU each rank gets its share of the cores: `distributed.join`)."""
+        if cell.devices == 1:
+            return self.env
+        threads = threads_per_rank(cell.devices) if self.device.type == "cpu" else self.env.threads
+        return dataclasses.replace(self.env, device_count=cell.devices, threads=threads)
+
 
 def make_plan(
     configs: Sequence[CoAtNetConfig],
@@ -94,6 +105,8 @@ def make_plan(
     dtype: Dtype | None = None,
     executions: Sequence[Execution] = (Execution.EAGER,),
     channels_last: bool = True,
+    devices: Sequence[int] = (1,),
+    ddp: DdpOptions = DdpOptions(),
     min_time: float | None = None,
     max_time: float | None = None,
     timeout: float | None = None,
@@ -146,14 +159,16 @@ def make_plan(
         raise CoatbenchError(f"--max-time {budget.max_time:g} is below --min-time {budget.min_time:g}: raise it")
     if target.type != "xla" and (xla_cache is not None or strict):
         raise CoatbenchError(f"{'--xla-cache' if xla_cache is not None else '--strict'} applies to --device xla only")
+    devices = check_devices(devices, target, notes)
     if target.type == "xla" and channels_last:
         channels_last = False  # XLA picks its own layouts: a memory format means nothing there
     cells = tuple(
-        Cell(config, mode, batch, dtype, execution, channels_last)
+        Cell(config, mode, batch, dtype, execution, channels_last, n, ddp)
         for config in configs
         for execution in executions
         for mode in modes
         for batch in batch_sizes
+        for n in devices
     )
     if Mode.INFER in modes:  # with inference asked for too, an inference-only execution skips training
         left_out = {c.execution.value for c in cells if c.execution.inference_only and c.mode is Mode.TRAIN}
@@ -176,6 +191,25 @@ def make_plan(
         cells, in_groups, slots, target, env, budget, Path(out), rounds, seed, sweep, processes, tuple(notes), xla=xla
     )
     return plan if resume is None else skip_done(plan, read_rows(resume), resume)
+
+
+def check_devices(devices: Sequence[int], target: torch.device, notes: list[str]) -> tuple[int, ...]:
+    """The device counts to measure, one device first: the scaling efficiency of N devices needs
+    the one-device figure of the same sweep (a note says when it was added)."""
+    devices = tuple(sorted(set(devices)))
+    if devices[0] < 1:
+        raise CoatbenchError(f"--devices must be positive, got {devices[0]}")
+    if devices == (1,):
+        return devices
+    if target.type == "xla":
+        raise CoatbenchError("--devices is for CPUs and GPUs: on XLA every local core runs (torch_xla.launch)")
+    have = torch.cuda.device_count() if target.type == "cuda" else (os.cpu_count() or 1)
+    if devices[-1] > have:
+        what = "GPUs" if target.type == "cuda" else "CPU cores (a rank needs one at least)"
+        raise CoatbenchError(f"--devices {devices[-1]} asked for, this machine has {have} {what}: ask for fewer")
+    if devices[0] != 1:
+        devices = (1, *devices)  # the plan's notes say so
+    return devices
 
 
 def plan_suite(
@@ -204,7 +238,8 @@ def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
     }
 
     def left(slot: Slot) -> bool:
-        key = run_key(plan.env, slot.cell.spec(plan.env))
+        env = plan.env_of(slot.cell)
+        key = run_key(env, slot.cell.spec(env))
         return key not in whole and (slot.round, slot.self_test, key) not in done
 
     def needed(slot: Slot) -> bool:  # a warm-up copy, while its round of its group has a slot left
@@ -244,6 +279,7 @@ def make_row(
         scaled_down=list(notes),
         xla=result.xla,
         trial=trial,
+        distributed=None if result.distributed is None else Distributed(**result.distributed),
     )
     if not result.samples:
         return row
@@ -311,7 +347,7 @@ MeasureCell = Callable[[Cell, torch.device, Budget], Measurement]
 def _inline(
     jobs: Sequence[Job], device: torch.device, measure_cell: MeasureCell
 ) -> Iterator[tuple[int, Measurement | None]]:
-    """`workers.in_worker`'s protocol, in this process."""
+    """`workers.in_worker`'s protocol, in this process (one device)."""
     for index, (cell, budget) in enumerate(jobs):
         yield index, None
         yield index, measure_cell(cell, device, budget)
@@ -332,28 +368,50 @@ def run_sweep(
     result, out_of_memory, timed = SweepResult(), set(), 0
     try:
         for process in range(plan.processes):
-            slots = [s for s in plan.slots if plan.process_of(s.round) == process and s.cell not in out_of_memory]
-            jobs = [(slot.cell, plan.budget_of(slot)) for slot in slots]
-            events = in_worker(jobs, plan.device) if measure_cell is None else _inline(jobs, plan.device, measure_cell)
-            for index, measured in events:
-                slot = slots[index]
-                if not slot.timed:
-                    continue
-                if measured is None:
-                    progress.on_start(timed, slot.cell)
-                    continue
-                counted = counts[slot.cell.config]
-                trial = Trial(plan.sweep, plan.seed, slot.round, plan.rounds, slot.position, process, slot.self_test)
-                row = make_row(slot.cell, measured, counted, plan.env, plan.scaled_down, trial)
-                _save(row, plan)
-                result.rows.append(row)
-                progress.on_done(timed, slot.cell, row)
-                timed += 1
-                if row.status is Status.OOM:
-                    out_of_memory.add(slot.cell)
+            slots = [s for s in plan.slots if plan.process_of(s.round) == process]
+            for launch in launches(slots):
+                launch = [s for s in launch if s.cell not in out_of_memory]
+                jobs = [(slot.cell, plan.budget_of(slot)) for slot in launch]
+                devices = launch[0].cell.devices if launch else 1
+                if measure_cell is None:
+                    events = in_worker(jobs, plan.device, devices=devices)
+                else:
+                    events = _inline(jobs, plan.device, measure_cell)
+                for index, measured in events:
+                    slot = launch[index]
+                    if not slot.timed:
+                        continue
+                    if measured is None:
+                        progress.on_start(timed, slot.cell)
+                        continue
+                    counted = counts[slot.cell.config]
+                    position, test = slot.position, slot.self_test
+                    trial = Trial(plan.sweep, plan.seed, slot.round, plan.rounds, position, process, test)
+                    row = make_row(slot.cell, measured, counted, plan.env_of(slot.cell), plan.scaled_down, trial)
+                    _save(row, plan)
+                    result.rows.append(row)
+                    progress.on_done(timed, slot.cell, row)
+                    timed += 1
+                    if row.status is Status.OOM:
+                        out_of_memory.add(slot.cell)
     except KeyboardInterrupt:
         result.interrupted = True
     return result
+
+
+def launches(slots: Sequence[Slot]) -> list[list[Slot]]:
+    """`slots` cut where the device count changes: each piece runs in one launch of workers (one
+    process, or a group of ranks). A launch that would open with a timed slot opens with an
+    untimed copy of it, as every round does (`rounds.schedule`): no process's first cell is timed."""
+    pieces: list[list[Slot]] = []
+    for slot in slots:
+        if pieces and pieces[-1][0].cell.devices == slot.cell.devices:
+            pieces[-1].append(slot)
+        elif slot.timed and pieces:
+            pieces.append([dataclasses.replace(slot, position=WARMUP_POSITION, self_test=""), slot])
+        else:
+            pieces.append([slot])
+    return pieces
 
 
 def _save(row: Row, plan: Plan) -> None:

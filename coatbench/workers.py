@@ -7,15 +7,23 @@ weighing on every cell alike; on XLA one process per local core (`torch_xla.laun
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
+import secrets
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from coatbench import rank
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement, measure
 from coatbench.options import Budget
@@ -45,27 +53,28 @@ def _measure_jobs(conn, jobs: Sequence[Job], device_type: str) -> None:
         conn.close()
 
 
+# No word from a worker for this long past a job's own timeout: it hangs, and is ended.
+HANG_GRACE_S = 120.0
+
+
 def in_worker(
-    jobs: Sequence[Job], device: torch.device, target=_measure_jobs
+    jobs: Sequence[Job], device: torch.device, target=_measure_jobs, devices: int = 1
 ) -> Iterator[tuple[int, Measurement | None]]:
-    """Measure `jobs` in order in a fresh worker process: (index, None) when a job starts,
-    (index, its measurement) when it ends. A worker that dies takes only the job it was
-    measuring, which ends `failed`; the jobs after it start again in a new worker. (`target`
-    is what the worker runs: a test gives one that dies.)"""
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no state of this one
+    """Measure `jobs` in order in fresh worker processes: one process, or with `devices` > 1 a
+    group of that many ranks started by torchrun (`RankGroup`). Yields (index, None) when a job
+    starts and (index, its measurement) when it ends. A worker that dies or hangs takes only
+    the job it was measuring, which ends `failed` (`oom` where a rank ran out of memory); the
+    jobs after it start again in new workers. (`target` is what a one-process worker runs: a
+    test gives one that dies.)"""
     first = 0
     while first < len(jobs):
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=target, args=(sender, jobs[first:], device.type), daemon=True)
-        process.start()
-        sender.close()
+        if devices > 1:
+            worker = RankGroup(jobs[first:], device.type, devices)
+        else:
+            worker = OneProcess(jobs[first:], device.type, target)
         running, ended = None, first
         try:
-            while True:
-                try:
-                    kind, index, payload = receiver.recv()
-                except EOFError:
-                    break
+            for kind, index, payload in worker.events():
                 if kind == "start":
                     running = first + index
                     yield running, None
@@ -77,17 +86,165 @@ def in_worker(
                 else:
                     raise RuntimeError(f"a worker process failed:\n{payload}")
         finally:
-            receiver.close()
-            process.join(timeout=10)
-            if process.is_alive():  # the sweep stopped early (interrupted or failed)
-                process.kill()
-                process.join()
+            worker.stop()
         if running is None and ended == first:
-            raise CoatbenchError(f"a worker process ended (exit code {process.exitcode}) before measuring anything")
+            raise CoatbenchError(f"{worker.name} ended ({worker.why_ended()}) before measuring anything")
         if running is not None:
-            yield running, Measurement(Status.FAILED, message=f"its worker process died (exit code {process.exitcode})")
+            yield running, worker.lost or Measurement(Status.FAILED, message=f"{worker.name}: {worker.why_ended()}")
             ended = running + 1
         first = ended
+
+
+class Worker:
+    """Worker processes and the connections their events come over; `events` watches them: a
+    job that gives no word for its timeout plus HANG_GRACE_S ends the workers."""
+
+    name = "its worker process"
+    crash_stops_sweep = True  # an exception in the measuring code is a bug, not a measurement
+
+    def __init__(self, jobs: Sequence[Job]):
+        self.jobs = jobs
+        self.connections: list = []
+        self.lost: Measurement | None = None  # what a dying worker said of the job it was on
+        self.hung = self.crashed = ""
+
+    def events(self) -> Iterator[tuple[str, int, object]]:
+        index, since = 0, time.monotonic()
+        while self.connections:
+            patience = self.jobs[min(index, len(self.jobs) - 1)][1].timeout + HANG_GRACE_S
+            ready = multiprocessing.connection.wait(self.connections, timeout=1.0)
+            if not ready and time.monotonic() - since > patience:
+                self.hung = f"no word from it for {patience:.0f} s: it hung"
+                self.kill()
+                return
+            for connection in ready:
+                try:
+                    kind, index, payload = connection.recv()
+                except (EOFError, OSError):
+                    self.connections.remove(connection)
+                    self.closed(connection)
+                    continue
+                since = time.monotonic()
+                if kind == "oom":
+                    self.lost = self.lost or Measurement(Status.OOM, message=payload)
+                elif kind == "crash" and not self.crash_stops_sweep:
+                    self.crashed = self.crashed or payload.strip().splitlines()[-1][:200]
+                else:
+                    yield kind, index, payload
+
+    def closed(self, connection) -> None:
+        """A connection ended (its process exited or died)."""
+
+
+class OneProcess(Worker):
+    """One spawned process that measures the jobs in turn (`_measure_jobs`)."""
+
+    def __init__(self, jobs: Sequence[Job], device_type: str, target):
+        super().__init__(jobs)
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no state of this one
+        receiver, sender = context.Pipe(duplex=False)
+        self.process = context.Process(target=target, args=(sender, jobs, device_type), daemon=True)
+        self.process.start()
+        sender.close()
+        self.connections = [receiver]
+
+    def why_ended(self) -> str:
+        return self.hung or f"died, exit code {self.process.exitcode}"
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def stop(self) -> None:
+        for connection in self.connections:
+            connection.close()
+        self.process.join(timeout=10)
+        if self.process.is_alive():  # the sweep stopped early (interrupted or failed), or it hung
+            self.process.kill()
+            self.process.join()
+
+
+class RankGroup(Worker):
+    """`devices` ranks on this host, started by torchrun (`python -m torch.distributed.run
+    --standalone`), each running `coatbench.rank` on the jobs. Every rank connects back over a
+    local socket: rank 0 reports the jobs, any rank that runs out of memory says so before it
+    exits. torchrun ends the whole group when one rank fails."""
+
+    name = "its group of ranks"
+    # A rank whose peer died fails in its next collective: the job failed, the sweep goes on.
+    crash_stops_sweep = False
+
+    def __init__(self, jobs: Sequence[Job], device_type: str, devices: int):
+        super().__init__(jobs)
+        self.devices, self.first_gone = devices, None
+        self.folder = tempfile.TemporaryDirectory(prefix="coatbench-ranks-")
+        jobs_file = os.path.join(self.folder.name, "jobs.pkl")
+        with open(jobs_file, "wb") as f:
+            pickle.dump((list(jobs), device_type), f)
+        server = socket.create_server(("127.0.0.1", 0))
+        token = secrets.token_hex(16)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}"]
+        command += ["--max-restarts=0", "-m", "coatbench.rank", jobs_file, str(server.getsockname()[1])]
+        self.log = open(os.path.join(self.folder.name, "torchrun.log"), "w+b")
+        environment = {**os.environ, rank.TOKEN_ENV: token}
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=self.log, env=environment, start_new_session=True
+        )
+        try:
+            self.ranks = self._accept(server, token, max(budget.timeout for _, budget in jobs))
+        finally:
+            server.close()
+        self.connections = list(self.ranks)
+
+    def _accept(self, server: socket.socket, token: str, timeout: float) -> dict:
+        """The connection of each rank, by rank; fewer if the group ended or took too long to start."""
+        ranks, deadline = {}, time.monotonic() + timeout + HANG_GRACE_S
+        server.settimeout(0.5)
+        while len(ranks) < self.devices and self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                sock, _ = server.accept()
+            except TimeoutError:
+                continue
+            sock.settimeout(10)
+            hello = sock.recv(len(token) + 8)
+            if hello[: len(token)] != token.encode():
+                sock.close()  # not one of ours
+                continue
+            sock.settimeout(None)
+            ranks[multiprocessing.connection.Connection(sock.detach())] = int(hello[len(token) :])
+        return ranks
+
+    def closed(self, connection) -> None:
+        if self.first_gone is None:
+            self.first_gone = self.ranks[connection]
+
+    def why_ended(self) -> str:
+        return self.reason
+
+    def _reason(self) -> str:
+        if self.hung:
+            return self.hung
+        code = self.process.returncode
+        who = "" if self.first_gone is None else f"rank {self.first_gone} ended first; "
+        if not self.crashed:
+            self.log.seek(0)
+            lines = [line for line in self.log.read().decode(errors="replace").splitlines() if "rror" in line]
+            self.crashed = lines[-1].strip()[:200] if lines else ""
+        return f"{who}torchrun exit code {code}" + (f"; {self.crashed}" if self.crashed else "")
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        for connection in self.connections:
+            connection.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # the sweep stopped early (interrupted or failed)
+            self.kill()
+            self.process.wait()
+        self.reason = self._reason()
+        self.log.close()
+        self.folder.cleanup()
 
 
 # The XLA launcher: one worker process per local core (torch_xla.launch), each timing the

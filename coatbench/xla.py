@@ -176,6 +176,12 @@ class XlaOps:
     def after_step(self) -> None:
         self.torch_xla.sync()
 
+    def wrap_model(self, model, training: bool):
+        return model  # gradients are all-reduced in `optimizer_step`
+
+    def agree(self, value):
+        return value  # the lock-step schedule decides by counts, alike in every process
+
     def optimizer_step(self, optimizer, scaler) -> None:
         # fp16 (the only dtype that scales its loss) is refused for XLA training
         if self.gradient_allreduce:

@@ -34,6 +34,8 @@ def cell_text(m: Measured, split: str = " ") -> str:
     text = ("~" if m.unstable else "") + text  # unstable: the note says why
     if m.change is not None:
         text += f"{split}({change_text(m.change, m.uncertainty)})"
+    if m.scaling is not None:
+        text += f"{split}E {m.scaling.text}"
     return text
 
 
@@ -178,6 +180,9 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
                         "change_ci95_halfwidth": m.uncertainty,
                         "change_basis": m.basis,
                         "unstable": m.unstable,
+                        "efficiency": None if m.scaling is None else m.scaling.efficiency,
+                        "efficiency_ci95_halfwidth": None if m.scaling is None else m.scaling.uncertainty,
+                        "efficiency_suspect": None if m.scaling is None else m.scaling.suspect,
                     }
                 )
     return pd.DataFrame.from_records(records)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 def cell_name(cell: Cell) -> str:
-    return f"{variant_name(cell.config.spec())} {cell.mode.value} bs{cell.batch_size} {cell.execution.value}"
+    devices = f" x{cell.devices} devices" if cell.devices > 1 else ""
+    return f"{variant_name(cell.config.spec())} {cell.mode.value} bs{cell.batch_size} {cell.execution.value}{devices}"
 
 
 def plan_notes(plan: Plan) -> list[str]:
@@ -35,6 +36,13 @@ def plan_notes(plan: Plan) -> list[str]:
         f"{plan.rounds} round(s) of interleaved cells, order drawn from seed {plan.seed} (sweep {plan.sweep}), "
         f"{where}; the position self-test measures each setting's baseline first and last in round 1"
     ]
+    several = sorted({cell.devices for cell in plan.cells})
+    if several != [1]:
+        notes.append(
+            f"devices {', '.join(map(str, several))}: a rank each, started by torchrun "
+            f"({'NCCL' if plan.device.type == 'cuda' else 'gloo'}); one device is measured too, for the scaling "
+            "efficiency"
+        )
     notes += [f"scaled down for the CPU: {note}" for note in plan.scaled_down]
     if plan.resumed:
         notes.append(plan.resumed)
@@ -53,13 +61,15 @@ def throughput_cell(row: Row) -> str:
 def speed_table(rows: Sequence[Row]) -> tuple[list[dict[str, str]], int]:
     """One line per cell, its runs (rounds) together: the geometric mean of their medians and
     its 95% CI over them; ~ marks an unstable cell. Also how many runs by older code were left out."""
-    from coatbench.report import cell_summary, latest_code  # scipy: not for every start of the CLI
+    from coatbench.report import cell_summary, latest_code, single_device_runs  # scipy: not at start of the CLI
 
     cells: dict[tuple, list[Row]] = {}
     for row in rows:
         if not (row.trial and row.trial.self_test == LAST):  # the position self-test's extra run
             cells.setdefault(run_key(row.env, row.spec), []).append(row)
     table, superseded = [], 0
+    several = any(row.spec.devices > 1 and row.spec.device != "xla" for row in rows)
+    singles = single_device_runs(rows) if several else {}
     for runs in cells.values():
         cell, spec = cell_summary(runs), runs[0].spec
         superseded += cell.superseded
@@ -85,7 +95,26 @@ def speed_table(rows: Sequence[Row]) -> tuple[list[dict[str, str]], int]:
                 "1st step": f"{float(np.median(first)):.1f}s" if first else "-",
             }
         )
+        if several:
+            table[-1].update(_scaling_columns(runs, spec, ok, singles, value))
     return table, superseded
+
+
+def _scaling_columns(runs, spec, ok, singles, per_core) -> dict[str, str]:
+    """Devices, all devices' images/s, the scaling efficiency and the straggler index."""
+    from coatbench.report import scaling_of
+    from coatbench.results import scaling_key
+
+    if spec.devices == 1 or not ok:
+        return {"dev": str(spec.devices), "img/s all": "-", "E": "-", "straggler": "-"}
+    scaling = scaling_of(runs, singles.get(scaling_key(runs[0].env, spec)))
+    stragglers = [r.distributed.straggler for r in ok if r.distributed]
+    return {
+        "dev": str(spec.devices),
+        "img/s all": f"{per_core * spec.devices:,.1f}",
+        "E": "-" if scaling is None else scaling.text,
+        "straggler": f"{max(stragglers):.2f}" if stragglers else "-",
+    }
 
 
 def self_test_notes(rows: Sequence[Row]) -> list[str]:
@@ -106,10 +135,12 @@ SPEED_LEGEND = (
 
 
 def show_rows(rows: Sequence[Row], fmt: Format, title: str, notes: Sequence[str] = ()) -> None:
-    from coatbench.report import SUPERSEDED_NOTE
+    from coatbench.report import SCALING_NOTE, SUPERSEDED_NOTE
 
     table, superseded = speed_table(rows)
-    notes = [SPEED_LEGEND, *self_test_notes(rows), *notes]
+    several = [SCALING_NOTE + "; straggler: median rank's images/s over the slowest rank's"] if "E" in (
+        table[0] if table else {}) else []  # fmt: skip
+    notes = [SPEED_LEGEND, *several, *self_test_notes(rows), *notes]
     if superseded:
         notes.append(SUPERSEDED_NOTE.format(superseded))
     emit(fmt, [row.to_dict() for row in rows], table, title=title, notes=notes)

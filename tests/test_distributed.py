@@ -1,0 +1,178 @@
+"""Several devices through torch.distributed, on real gloo processes started by torchrun
+(the CPU is the test path): rows of two ranks, the straggler index, a rank that dies, the
+scaling efficiency, and the planning around them."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from coatbench.config import build_config
+from coatbench.counting import count
+from coatbench.harness import Cell, Measurement
+from coatbench.options import DeviceKind, Execution, Mode
+from coatbench.report import SUPERLINEAR, scaling_of
+from coatbench.results import Status, Trial, read_rows
+from coatbench.rounds import schedule
+from coatbench.sweep import launches, make_plan, make_row
+from tests.conftest import assert_one_line_error
+
+TINY = ["coatnet-0", "--device", "cpu", "--image-size", "64", "--batch-sizes", "2", "--min-time", "0.3",
+        "--max-time", "1", "--rounds", "1", "--format", "json"]  # fmt: skip
+
+
+def speed(*args: str, fault: str = "", timeout: float = 400) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "COATBENCH_FAULT"}
+    if fault:
+        env["COATBENCH_FAULT"] = fault
+    command = [sys.executable, "-m", "coatbench", "speed", *TINY, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def by_devices(path) -> dict[int, list]:
+    rows = {}
+    for row in read_rows(path):
+        rows.setdefault(row.spec.devices, []).append(row)
+    return rows
+
+
+def test_two_ranks_give_a_row_with_every_rank_in_it_and_resume_measures_nothing_again(tmp_path):
+    out = tmp_path / "two.jsonl"
+    result = speed("--devices", "2", "--mode", "train", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = by_devices(out)
+    assert set(rows) == {1, 2}  # one device measured too, for the scaling efficiency
+    (two,) = rows[2]
+    assert two.ok, two.message
+    d = two.distributed
+    assert (d.world_size, d.backend, d.nodes) == (2, "gloo", 1)
+    assert two.spec.parallel == d.parallel == "DDP(bucket_cap_mb=25, gradient_as_bucket_view=False)"
+    assert two.spec.global_batch == 4 and two.env.device_count == 2
+    assert len(d.rank_images_per_s) == len(d.rank_devices) == len(d.rank_hosts) == 2
+    assert d.straggler >= 1.0
+    assert two.throughput.images_per_s_total == pytest.approx(2 * two.throughput.images_per_s)
+    assert all(row.distributed is None and row.spec.parallel is None for row in rows[1])
+    # the speed table's JSON is the rows; the table itself names E (printed as a table too)
+    table = subprocess.run([sys.executable, "-m", "coatbench", "report", str(out)], capture_output=True, text=True)
+    assert table.returncode == 0 and "scaling efficiency" in table.stdout, table.stderr
+
+    again = speed("--devices", "2", "--mode", "train", "--resume", str(out))
+    assert again.returncode == 0, again.stderr
+    assert len(read_rows(out)) == 3  # 1 device twice (the self-test), 2 devices once: nothing new
+
+
+def test_a_rank_slowed_down_shows_as_a_straggler(tmp_path):
+    # Inference runs independent replicas, so each rank's own block times tell its speed (in
+    # training DDP's all-reduce makes the ranks wait for each other at every step).
+    out = tmp_path / "slow.jsonl"
+    result = speed("--devices", "2", "--mode", "infer", "--out", str(out), fault="delay:1:0.05")
+    assert result.returncode == 0, result.stderr
+    (two,) = by_devices(out)[2]
+    rates = two.distributed.rank_images_per_s
+    assert rates[1] < rates[0] / 2
+    assert two.distributed.straggler > 1.2
+    # the global rate is bounded by the slow rank, not rank 0's rate times two
+    assert two.throughput.images_per_s <= rates[1] * 1.05
+
+
+def test_a_killed_rank_fails_its_cell_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "killed.jsonl"
+    started = time.monotonic()
+    result = speed("--devices", "2", "--mode", "train", "--out", str(out), fault="kill:1:2", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 240  # torchrun ended the group: no collective timeout waited out
+    rows = by_devices(out)
+    (two,) = rows[2]
+    assert two.status is Status.FAILED
+    assert "rank 1 ended first" in two.message, two.message
+    assert all(row.ok for row in rows[1])  # the one-device cells were measured all the same
+
+
+def test_device_counts_are_checked_before_anything_runs(cli):
+    assert_one_line_error(cli("speed", *TINY, "--devices", "0"), "--devices")
+    assert_one_line_error(cli("speed", *TINY, "--devices", "two"), "--devices")
+    too_many = str((os.cpu_count() or 1) + 1)
+    assert_one_line_error(cli("speed", *TINY, "--devices", too_many), f"--devices {too_many}", "CPU cores")
+    assert_one_line_error(cli("speed", *TINY, "--devices", "2", "--bucket-cap-mb", "0"), "--bucket-cap-mb")
+
+
+def test_each_launch_opens_with_an_untimed_copy_of_its_first_cell(tmp_path):
+    plan = make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
+                     batch_sizes=[2], devices=[2], rounds=2, seed=3, out=tmp_path / "x.jsonl")  # fmt: skip
+    pieces = launches(plan.slots)
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert not piece[0].timed  # a warm-up copy
+        assert piece[1].timed and piece[1].cell == piece[0].cell
+        assert len({slot.cell.devices for slot in piece}) == 1
+    timed = [slot for piece in pieces for slot in piece if slot.timed]
+    assert timed == [slot for slot in plan.slots if slot.timed]  # the same measurements, in the same order
+
+
+def _rows(per_core: dict[int, list[float]], tmp_path):
+    """Rows of one sweep: per-core images/s of each device count, one value per round."""
+    plan = make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
+                     batch_sizes=[2], devices=[2], out=tmp_path / "x.jsonl")  # fmt: skip
+    counted = count(plan.cells[0].config)
+    rows = []
+    for devices, rates in per_core.items():
+        cell = next(c for c in plan.cells if c.devices == devices)
+        for round_, rate in enumerate(rates):
+            trial = Trial("s", 1, round_, len(rates), 0, 0)
+            samples = [rate * (1 + 0.001 * k) for k in (-1, 0, 1)]
+            rows.append(make_row(cell, Measurement(Status.OK, samples, 1), counted, plan.env_of(cell), (), trial))
+    return rows
+
+
+def test_scaling_efficiency_pairs_the_rounds_and_flags_what_cannot_be(tmp_path):
+    rows = _rows({1: [100.0, 110.0, 90.0], 2: [98.0, 107.8, 88.2]}, tmp_path)
+    many = [r for r in rows if r.spec.devices == 2]
+    one = [r for r in rows if r.spec.devices == 1]
+    scaling = scaling_of(many, one)
+    assert scaling.efficiency == pytest.approx(0.98) and scaling.uncertainty < 1e-6  # the rounds wander, E not
+    assert scaling.basis == "rounds" and not scaling.suspect and scaling.text.startswith("0.98")
+
+    rows = _rows({1: [100.0, 100.0], 2: [104.0, 105.0]}, tmp_path)
+    superlinear = scaling_of([r for r in rows if r.spec.devices == 2], [r for r in rows if r.spec.devices == 1])
+    assert superlinear.efficiency > SUPERLINEAR and superlinear.suspect and superlinear.text.startswith("!")
+
+
+def test_the_table8_report_shows_e_for_each_row_on_several_devices(tmp_path):
+    from coatbench.accuracy import Accuracies
+    from coatbench.report import build_reports
+    from coatbench.suite import load_suite
+
+    suite = load_suite("ci-cpu")
+    config = suite.settings[0].rows[0].config
+    plan = make_plan(
+        [config], device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=[2], out=tmp_path / "x"
+    )
+    counted, rows = count(config), []
+    for cell in plan.cells:
+        for round_, rate in enumerate([10.0, 11.0]):
+            rate = rate * (0.9 if cell.devices == 2 else 1.0)
+            trial = Trial("s", 1, round_, 2, 0, 0)
+            rows.append(make_row(cell, Measurement(Status.OK, [rate], 1), counted, plan.env_of(cell), (), trial))
+    reports = build_reports(suite, rows, Accuracies((), ()))
+    two = next(r for r in reports if r.devices == 2)
+    cell = two.lines[0].cells["train", 2]
+    assert cell.scaling.efficiency == pytest.approx(0.9)
+    assert any(note.startswith("E: scaling efficiency") for note in two.notes)
+    assert next(r for r in reports if r.devices == 1).lines[0].cells["train", 2].scaling is None
+
+
+def test_a_plan_on_several_devices_keeps_one_device_and_shares_the_cores(tmp_path):
+    plan = make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
+                     batch_sizes=[2], devices=[2], out=tmp_path / "x.jsonl")  # fmt: skip
+    assert sorted({c.devices for c in plan.cells}) == [1, 2]
+    two = next(c for c in plan.cells if c.devices == 2)
+    env = plan.env_of(two)
+    assert env.device_count == 2 and env.threads == max(1, (os.cpu_count() or 1) // 2)
+    assert two.spec(env).parallel.startswith("DDP(") and plan.env_of(plan.cells[0]) == plan.env
+    infer = Cell(two.config, Mode.INFER, 2, execution=Execution.EAGER, devices=2)
+    assert infer.parallel == "independent replicas"
+    assert json.loads(json.dumps(two.spec(env).to_dict()))["global_batch"] == 4
+    assert schedule(plan.groups, 1, 0)[0].cell.devices == 1  # the baseline of the self-test: one device
