@@ -12,6 +12,7 @@ every core's process follows step for step).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,12 @@ class Cell:
         if self.devices == 1:
             return None
         return self.ddp.describe() if self.mode is Mode.TRAIN else REPLICAS
+
+    def warm_up_copy(self) -> Cell:
+        """The untimed copy that opens a round or a launch (`rounds.schedule`): the same cell
+        eager, since it is there to warm the process (allocator, threads, CUDA context), and
+        compiling it would cost a compilation per round (30-120 s a cell on the H100)."""
+        return dataclasses.replace(self, execution=Execution.EAGER)
 
     def spec(self, env: Env) -> Spec:
         """What this cell measures on `env`'s devices (each core with `batch_size` images)."""

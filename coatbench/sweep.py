@@ -371,7 +371,9 @@ def run_sweep(
             slots = [s for s in plan.slots if plan.process_of(s.round) == process]
             for launch in launches(slots):
                 launch = [s for s in launch if s.cell not in out_of_memory]
-                jobs = [(slot.cell, plan.budget_of(slot)) for slot in launch]
+                jobs = [
+                    (slot.cell if slot.timed else slot.cell.warm_up_copy(), plan.budget_of(slot)) for slot in launch
+                ]
                 devices = launch[0].cell.devices if launch else 1
                 if measure_cell is None:
                     events = in_worker(jobs, plan.device, devices=devices)

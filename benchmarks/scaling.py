@@ -1,0 +1,113 @@
+"""Scaling on several GPUs: `coatbench speed --devices 2` beside a plain DDP loop written apart
+from the harness (benchmarks/ddp_loop.py), CoAtNet-2 training, bf16, channels-last.
+
+    python benchmarks/scaling.py --part eager      # per-core 32 and 128: coatbench, 2 rounds
+    python benchmarks/scaling.py --part compiled   # per-core 128, regional compile: 1 round
+    python benchmarks/scaling.py --render          # results/h100x2/scaling.md from the files below
+
+Each part appends coatbench's rows to results/h100x2/scaling.jsonl and the plain loop's lines
+(1 GPU, then 2 GPUs, before and after coatbench) to results/h100x2/plain_ddp.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from scipy.stats import gmean
+
+OUT = Path("results/h100x2")
+ROWS, PLAIN = OUT / "scaling.jsonl", OUT / "plain_ddp.jsonl"
+PARTS = {"eager": ([32, 128], False, 2), "compiled": ([128], True, 1)}  # batches, compile, rounds
+
+
+def plain(devices: int, batch: int, compiled: bool) -> None:
+    launcher = [sys.executable] if devices == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                      f"--nproc-per-node={devices}"]  # fmt: skip
+    command = [*launcher, "benchmarks/ddp_loop.py", "--batch", str(batch)] + (["--compile"] if compiled else [])
+    line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    print("plain loop:", line, flush=True)
+    with PLAIN.open("a") as f:
+        f.write(line + "\n")
+
+
+def run_part(part: str) -> None:
+    batches, compiled, rounds = PARTS[part]
+    OUT.mkdir(parents=True, exist_ok=True)
+    for batch in batches:
+        plain(2, batch, compiled)
+    command = [sys.executable, "-m", "coatbench", "speed", "coatnet-2", "--devices", "2", "--mode", "train",
+               "--batch-sizes", ",".join(map(str, batches)), "--rounds", str(rounds), "--out", str(ROWS)]  # fmt: skip
+    subprocess.run(command + (["--compile"] if compiled else []), check=True)
+    for batch in batches:
+        plain(1, batch, compiled)
+        plain(2, batch, compiled)
+
+
+def render() -> str:
+    from coatbench.report import scaling_of, single_device_runs
+    from coatbench.results import read_rows, scaling_key
+
+    rows = [r for r in read_rows(ROWS) if r.ok]
+    loops = [json.loads(line) for line in PLAIN.read_text().splitlines() if line.strip()]
+    singles = single_device_runs(rows)
+    lines = [
+        "| per-GPU batch | execution | coatbench 1 GPU | coatbench 2 GPUs, global (per GPU) | E (95%) | straggler "
+        "| plain loop 1 GPU | plain loop 2 GPUs | coatbench vs plain, 2 GPUs | plain E |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for batch, execution in sorted({(r.spec.batch_per_core, r.spec.execution) for r in rows}):
+        cell = [r for r in rows if (r.spec.batch_per_core, r.spec.execution) == (batch, execution)]
+        two = [r for r in cell if r.spec.devices == 2]
+        one = singles.get(scaling_key(two[0].env, two[0].spec), []) if two else []
+        x1 = gmean([r.throughput.images_per_s for r in one])
+        x2 = gmean([r.throughput.images_per_s for r in two])
+        scaling = scaling_of(two, one)
+        compiled = execution != "eager"
+        p1, p2 = ([p["global_images_per_s"] for p in loops if (p["devices"], p["batch"], p["compile"]) == (n, batch, compiled)]
+                  for n in (1, 2))  # fmt: skip
+        p2_mean = gmean(p2) if p2 else float("nan")
+        straggler = max(r.distributed.straggler for r in two)
+        lines.append(
+            f"| {batch} | {execution} | {x1:,.0f} | {2 * x2:,.0f} ({x2:,.0f}) | {scaling.text} | {straggler:.3f} | "
+            f"{', '.join(f'{v:,.0f}' for v in p1)} | {', '.join(f'{v:,.0f}' for v in p2)} | "
+            f"{(2 * x2 / p2_mean - 1) * 100:+.1f}% | {p2_mean / (2 * gmean(p1)) if p1 else float('nan'):.3f} |"
+        )
+    first = rows[0].env
+    header = [
+        "# Scaling on 2x H100: coatbench --devices 2 beside a plain DDP loop",
+        "",
+        f"Hardware: {first.device_name} x2 (one host), torch {first.torch}, CUDA {first.cuda}, driver "
+        f"{first.driver}. coatbench commit {first.git_sha}.",
+        "Commands: `python benchmarks/scaling.py --part eager`, `python benchmarks/scaling.py --part compiled` "
+        "(rows: scaling.jsonl, plain loop: plain_ddp.jsonl), then `python benchmarks/scaling.py --render`.",
+        "",
+        "CoAtNet-2 @224, training, bf16 autocast, channels-last, SGD with momentum, DDP with its defaults (bucket 25 "
+        "MiB, no gradient-as-bucket-view), NCCL. coatbench: images/s per GPU, the geometric mean of the rounds' "
+        "medians; global = all images / (latest end - earliest start) per block. Plain loop: "
+        "benchmarks/ddp_loop.py, median of 7 repeats of 20 steps, global from the same window definition, run "
+        "before and after coatbench (2 GPUs) and after it (1 GPU).",
+        "",
+    ]
+    return "\n".join(header + lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=sorted(PARTS))
+    parser.add_argument("--render", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONPATH", os.getcwd())
+    if args.part:
+        run_part(args.part)
+    if args.render:
+        (OUT / "scaling.md").write_text(render())
+        print((OUT / "scaling.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
