@@ -67,8 +67,8 @@ def render() -> str:
         x1 = gmean([r.throughput.images_per_s for r in one])
         x2 = gmean([r.throughput.images_per_s for r in two])
         scaling = scaling_of(two, one)
-        compiled = execution != "eager"
-        p1, p2 = ([p["global_images_per_s"] for p in loops if (p["devices"], p["batch"], p["compile"]) == (n, batch, compiled)]
+        key = (batch, execution != "eager")
+        p1, p2 = ([p["global_images_per_s"] for p in loops if (p["batch"], p["compile"]) == key and p["devices"] == n]
                   for n in (1, 2))  # fmt: skip
         p2_mean = gmean(p2) if p2 else float("nan")
         straggler = max(r.distributed.straggler for r in two)
