@@ -5,8 +5,8 @@ from the harness (benchmarks/ddp_loop.py), CoAtNet-2 training, bf16, channels-la
     python benchmarks/scaling.py --part compiled   # per-core 128, regional compile: 1 round
     python benchmarks/scaling.py --render          # results/h100x2/scaling.md from the files below
 
-Each part appends coatbench's rows to results/h100x2/scaling.jsonl and the plain loop's lines
-(1 GPU, then 2 GPUs, before and after coatbench) to results/h100x2/plain_ddp.jsonl.
+Each part appends coatbench's rows to results/h100x2/scaling.jsonl and then the plain loop's
+lines (1 GPU, then 2 GPUs) to results/h100x2/plain_ddp.jsonl.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ def plain(devices: int, batch: int, compiled: bool) -> None:
 def run_part(part: str) -> None:
     batches, compiled, rounds = PARTS[part]
     OUT.mkdir(parents=True, exist_ok=True)
-    for batch in batches:
-        plain(2, batch, compiled)
     command = [sys.executable, "-m", "coatbench", "speed", "coatnet-2", "--devices", "2", "--mode", "train",
                "--batch-sizes", ",".join(map(str, batches)), "--rounds", str(rounds), "--out", str(ROWS)]  # fmt: skip
     subprocess.run(command + (["--compile"] if compiled else []), check=True)
@@ -53,6 +51,7 @@ def render() -> str:
     from coatbench.results import read_rows, scaling_key
 
     rows = [r for r in read_rows(ROWS) if r.ok]
+    assert len({r.env.git_sha for r in rows}) == 1, "the rows come from more than one commit"
     loops = [json.loads(line) for line in PLAIN.read_text().splitlines() if line.strip()]
     singles = single_device_runs(rows)
     lines = [
@@ -90,7 +89,7 @@ def render() -> str:
         "MiB, no gradient-as-bucket-view), NCCL. coatbench: images/s per GPU, the geometric mean of the rounds' "
         "medians; global = all images / (latest end - earliest start) per block. Plain loop: "
         "benchmarks/ddp_loop.py, median of 7 repeats of 20 steps, global from the same window definition, run "
-        "before and after coatbench (2 GPUs) and after it (1 GPU).",
+        "after coatbench on the same machine.",
         "",
     ]
     return "\n".join(header + lines) + "\n"

@@ -19,6 +19,7 @@ millisecond); it is never shorter than the slowest rank's own block, which needs
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import statistics
@@ -37,7 +38,11 @@ from coatbench.options import DdpOptions
 # The test hook: "delay:RANK:SECONDS" sleeps that rank before every step; "kill:RANK:STEP" kills
 # that rank's process (SIGKILL) before the given step. Read by `fault`; nothing else sets it.
 FAULT_ENV = "COATBENCH_FAULT"
-WINDOW_METHOD = "all ranks' images / (latest end - earliest start) of each block, the ranks started by a barrier"
+WINDOW_METHOD = (
+    "all ranks' images / (latest end - earliest start) of each block, the ranks started by a barrier; "
+    "a rank's start = its end - the device's own time for the block (CUDA events on a GPU)"
+)
+RANK_BLOCK_S = 1.0  # a timed block of several ranks lasts this long at least
 
 
 REPLICAS = "independent replicas"  # inference on several devices: no communication between steps
@@ -97,7 +102,9 @@ class AgreedSchedule:
         self.inner, self.agree, self.timeout = schedule, agree, schedule.timeout
 
     def block_steps(self, step_s: float) -> int:
-        return int(self.agree(self.inner.block_steps(step_s)))
+        # at least RANK_BLOCK_S a block: the barrier, the gathers and the decisions between
+        # blocks leave the devices idle, and the ranks' edges (barrier skew) count once a block
+        return int(self.agree(max(self.inner.block_steps(step_s), math.ceil(RANK_BLOCK_S / step_s))))
 
     def warmup_over(self, blocks: int, elapsed_s: float) -> bool:
         return bool(self.agree(self.inner.warmup_over(blocks, elapsed_s)))
@@ -143,13 +150,14 @@ class RankOps:
 
     def start(self) -> None:
         dist.barrier(group=self.group)
-        self._started = time.time()
         self.inner.start()
 
     def stop(self) -> float:
-        self.inner.stop()  # the device has finished the block
+        # The device's own time for the block (on a GPU from CUDA events, so without the host's
+        # launch latency, as on one device), placed on the wall clock by the moment it ended.
+        own = self.inner.stop()
         ended = time.time()
-        mine = torch.tensor([self._started, ended], dtype=torch.float64)
+        mine = torch.tensor([ended - own, ended], dtype=torch.float64)
         every = [torch.empty(2, dtype=torch.float64) for _ in range(self.world.size)]
         dist.all_gather(every, mine, group=self.group)
         starts, ends = [t[0].item() for t in every], [t[1].item() for t in every]
