@@ -58,11 +58,6 @@ class World:
     device: torch.device
 
 
-def launched_by_torchrun() -> bool:
-    """Whether this process is a rank that torchrun (or torch.distributed.run) started."""
-    return "TORCHELASTIC_RUN_ID" in os.environ and "RANK" in os.environ
-
-
 def join(device_type: str, timeout_s: float) -> World:
     """Join the process group torchrun set up (its env:// variables): NCCL on GPUs, gloo on
     CPUs. A collective that waits longer than `timeout_s` raises instead of hanging. On a CPU

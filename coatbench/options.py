@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -143,6 +144,13 @@ class DdpOptions:
 
     def describe(self) -> str:
         return f"DDP(bucket_cap_mb={self.bucket_cap_mb:g}, gradient_as_bucket_view={self.gradient_as_bucket_view})"
+
+
+def torchrun_rank() -> int | None:
+    """This process's rank when torchrun (torch.distributed.run) started it, else None."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or "RANK" not in os.environ:
+        return None
+    return int(os.environ["RANK"])
 
 
 def parse_devices(text: str) -> tuple[int, ...]:

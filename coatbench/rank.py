@@ -8,14 +8,16 @@ and torchrun then ends the others (they would wait in a collective for it).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing.connection
 import os
 import pickle
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import torch
 import torch.distributed as dist
 
 from coatbench.distributed import RankOps, World, fault, join, timing_group
@@ -27,6 +29,9 @@ from coatbench.results import Status
 
 TOKEN_ENV = "COATBENCH_RANKS_TOKEN"  # proves to the sweep that a connection is one of its ranks
 OUT_OF_MEMORY_EXIT = 3
+# A collective waits this long past a cell's timeout before it fails (a rank measuring alone,
+# or one that hung); below the sweep's own watchdog (`workers.HANG_GRACE_S`).
+COLLECTIVE_GRACE_S = 60.0
 
 
 def measure_on_ranks(
@@ -42,6 +47,44 @@ def measure_on_ranks(
     return result
 
 
+class Ranks:
+    """This process as one rank of `torchrun ... -m coatbench ...` (several hosts: torchrun's
+    c10d rendezvous): every rank runs the sweep in its own process, rank 0's plan for all;
+    a cell of several devices is measured by every rank together, a one-device cell by rank 0
+    alone while the others wait. Rank 0 saves the rows and speaks."""
+
+    def __init__(self, device_type: str, timeout_s: float):
+        self.world = join(device_type, timeout_s)
+        self.group = timing_group()
+
+    @property
+    def speaks(self) -> bool:
+        return self.world.rank == 0
+
+    def agree(self, plan):
+        """Rank 0's plan (its seed, sweep id, order and file), with the threads rank 0 measures with."""
+        shared = [plan]
+        dist.broadcast_object_list(shared, src=0, group=self.group)
+        plan = shared[0]
+        return dataclasses.replace(plan, env=dataclasses.replace(plan.env, threads=torch.get_num_threads()))
+
+    def measure(self, jobs) -> Iterator[tuple[int, Measurement | None]]:
+        """`workers.in_worker`'s protocol on this rank (the measurements are rank 0's)."""
+        for index, (cell, budget) in enumerate(jobs):
+            yield index, None
+            if cell.devices == 1:
+                result = measure(cell, self.world.device, budget) if self.speaks else None
+                dist.barrier(group=self.group)  # the others wait while rank 0 measures alone
+            else:
+                result = measure_on_ranks(cell, budget, self.world, self.group)
+                if result.status is Status.OOM:  # the other ranks would wait for it in a collective
+                    raise CoatbenchError(
+                        f"rank {self.world.rank} ran out of memory ({result.message}): under torchrun that ends "
+                        "the run (the rows measured before it are saved); coatbench --devices N goes on instead"
+                    )
+            yield index, result
+
+
 def _connect(port: int, token: str, rank: int) -> multiprocessing.connection.Connection:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(token.encode() + f"{rank:8d}".encode())
@@ -54,7 +97,7 @@ def main(jobs_file: str, port: str) -> int:
     conn = _connect(int(port), os.environ.pop(TOKEN_ENV), int(os.environ["RANK"]))
     index = -1
     try:
-        world = join(device_type, timeout_s=max(budget.timeout for _, budget in jobs))
+        world = join(device_type, timeout_s=max(budget.timeout for _, budget in jobs) + COLLECTIVE_GRACE_S)
         group, before_step = timing_group(), fault(world.rank)
         for index, (cell, budget) in enumerate(jobs):
             if world.rank == 0:

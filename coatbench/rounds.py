@@ -12,6 +12,8 @@ benchmarking in reasonable time"):
 - in round 0 the setting's baseline is measured first and again last: if the two disagree,
   the machine is order-sensitive, and the report says so (the position self-test);
 - the change of a variant is computed from ratios within rounds, where both ran side by side.
+On several devices, a round's cells of one device count run together (each count is a launch
+of its own processes), in an order drawn per round, and so is the order of the counts.
 """
 
 from __future__ import annotations
@@ -50,7 +52,13 @@ def schedule(groups: Sequence[Sequence[Cell]], rounds: int, seed: int, warmup: b
     for round_ in range(rounds):
         for group, cells in enumerate(groups):
             order = list(cells)
-            random.Random(f"{seed}/{group}/{round_}").shuffle(order)
+            draw = random.Random(f"{seed}/{group}/{round_}")
+            draw.shuffle(order)
+            # Cells of one device count together (a launch of ranks each: `sweep.launches`),
+            # those counts in an order drawn too.
+            counts = sorted({cell.devices for cell in order})
+            draw.shuffle(counts)
+            order.sort(key=lambda cell: counts.index(cell.devices))
             if round_ == 0:
                 order.remove(cells[0])
                 order.insert(0, cells[0])

@@ -22,7 +22,18 @@ from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import WriteError, check_writable
 from coatbench.hardware import fingerprint, peak_tflops, resolve_device
 from coatbench.harness import PEAK_MEMORY_METHOD, Cell, Measurement, check_cell
-from coatbench.options import CPU_BUDGET, DEFAULT_ROUNDS, Budget, DdpOptions, DeviceKind, Dtype, Execution, Mode
+from coatbench.options import (
+    CPU_BUDGET,
+    DEFAULT_ROUNDS,
+    Budget,
+    DdpOptions,
+    DeviceKind,
+    Dtype,
+    Execution,
+    Mode,
+    torchrun_rank,
+)
+from coatbench.rank import COLLECTIVE_GRACE_S, Ranks
 from coatbench.results import (
     Compute,
     Distributed,
@@ -87,7 +98,8 @@ class Plan:
         (on a CPU each rank gets its share of the cores: `distributed.join`)."""
         if cell.devices == 1:
             return self.env
-        threads = threads_per_rank(cell.devices) if self.device.type == "cpu" else self.env.threads
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", cell.devices)) if torchrun_rank() is not None else cell.devices
+        threads = threads_per_rank(local) if self.device.type == "cpu" else self.env.threads
         return dataclasses.replace(self.env, device_count=cell.devices, threads=threads)
 
 
@@ -199,6 +211,13 @@ def check_devices(devices: Sequence[int], target: torch.device, notes: list[str]
     devices = tuple(sorted(set(devices)))
     if devices[0] < 1:
         raise CoatbenchError(f"--devices must be positive, got {devices[0]}")
+    if torchrun_rank() is not None:  # torchrun's ranks are the devices, here and on other hosts
+        world = int(os.environ["WORLD_SIZE"])
+        if devices not in ((1,), (world,), (1, world)):
+            raise CoatbenchError(f"under torchrun the devices are its {world} ranks: drop --devices")
+        if target.type == "xla":
+            raise CoatbenchError("torchrun runs CPUs and GPUs: on XLA run coatbench without it (torch_xla.launch)")
+        return (1, world) if world > 1 else (1,)
     if devices == (1,):
         return devices
     if target.type == "xla":
@@ -360,6 +379,10 @@ def run_sweep(
     (XLA, or a given `measure_cell`: in this process), appending each timed slot's row to
     `plan.out` as soon as it exists. A cell out of memory is not tried again in later rounds.
     Ctrl-C stops the sweep; every finished measurement is already on disk."""
+    ranks = None
+    if measure_cell is None and torchrun_rank() is not None:
+        ranks = Ranks(plan.device.type, plan.budget.timeout + COLLECTIVE_GRACE_S)
+        plan = ranks.agree(plan)
     if measure_cell is None and plan.device.type == "xla":
         measure_cell = lambda cell, device, budget: measure_on_all_cores(cell, budget, plan.xla)  # noqa: E731
     # Counted before any worker starts: counting takes the CPU for seconds, and a worker measuring
@@ -375,13 +398,15 @@ def run_sweep(
                     (slot.cell if slot.timed else slot.cell.warm_up_copy(), plan.budget_of(slot)) for slot in launch
                 ]
                 devices = launch[0].cell.devices if launch else 1
-                if measure_cell is None:
+                if ranks is not None:
+                    events = ranks.measure(jobs)
+                elif measure_cell is None:
                     events = in_worker(jobs, plan.device, devices=devices)
                 else:
                     events = _inline(jobs, plan.device, measure_cell)
                 for index, measured in events:
                     slot = launch[index]
-                    if not slot.timed:
+                    if not slot.timed or (ranks is not None and not ranks.speaks):
                         continue
                     if measured is None:
                         progress.on_start(timed, slot.cell)

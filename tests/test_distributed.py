@@ -176,3 +176,23 @@ def test_a_plan_on_several_devices_keeps_one_device_and_shares_the_cores(tmp_pat
     assert infer.parallel == "independent replicas"
     assert json.loads(json.dumps(two.spec(env).to_dict()))["global_batch"] == 4
     assert schedule(plan.groups, 1, 0)[0].cell.devices == 1  # the baseline of the self-test: one device
+
+
+def test_torchrun_runs_coatbench_as_two_nodes_through_the_c10d_rendezvous(tmp_path):
+    # Two torchrun agents on this host, one rank each, meeting at a c10d rendezvous: what two
+    # hosts do. Each rank runs the sweep; rank 0 saves the rows.
+    out = tmp_path / "nodes.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "COATBENCH_FAULT"}
+    port = 29400 + os.getpid() % 500
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "nodes",
+               "-m", "coatbench", "speed", *TINY[:-2], "--mode", "train", "--out", str(out)]  # fmt: skip
+    agents = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]  # fmt: skip
+    logs = [agent.communicate(timeout=300)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], logs
+    rows = by_devices(out)
+    (two,) = rows[2]
+    assert two.ok and two.distributed.nodes == 2 and two.distributed.world_size == 2
+    assert len(rows[1]) == 2  # measured by rank 0 alone (first and last), saved once each
+    assert sum("Throughput on" in log for log in logs) == 1  # rank 0 speaks for both

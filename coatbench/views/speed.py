@@ -14,7 +14,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from coatbench.config import variant_name
-from coatbench.options import Format
+from coatbench.options import Format, torchrun_rank
 from coatbench.results import LAST, Row, run_key
 from coatbench.views.console import emit, err_console, print_note
 
@@ -32,6 +32,8 @@ def plan_notes(plan: Plan) -> list[str]:
     """How the cells are measured, what the plan scaled down and where it continues; where the
     rows go comes last."""
     where = "in this process" if plan.device.type == "xla" else f"in {plan.processes} worker process(es)"
+    if torchrun_rank() is not None:
+        where = "in each rank's own process (torchrun)"
     notes = [
         f"{plan.rounds} round(s) of interleaved cells, order drawn from seed {plan.seed} (sweep {plan.sweep}), "
         f"{where}; the position self-test measures each setting's baseline first and last in round 1"
