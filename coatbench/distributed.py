@@ -156,10 +156,9 @@ class RankOps:
         every = [torch.empty(2, dtype=torch.float64) for _ in range(self.world.size)]
         dist.all_gather(every, mine, group=self.group)
         starts, ends = [t[0].item() for t in every], [t[1].item() for t in every]
-        own = [end - start for start, end in zip(starts, ends)]
         if self.timing:
-            self.rank_seconds.append(own)
-        return max(max(ends) - min(starts), max(own))
+            self.rank_seconds.append([end - start for start, end in zip(starts, ends)])
+        return window_of(starts, ends)
 
     def after_step(self) -> None:
         self.inner.after_step()
@@ -182,29 +181,46 @@ class RankOps:
         return self.inner.close_window()
 
     def summary(self, images_per_rank_block: int, training: bool, peak_bytes: int | None) -> dict:
-        """What the ranks measured (a collective: every rank calls it): each rank's median
-        images/s over its own blocks, the straggler index, each rank's device, host and peak
-        memory. Fields as `results.Distributed`."""
+        """What the ranks measured (a collective: every rank calls it). Fields as
+        `results.Distributed`."""
         mine = (socket.gethostname(), device_name(self.world.device), peak_bytes)
         every = [None] * self.world.size
         dist.all_gather_object(every, mine, group=self.group)
-        rates = [statistics.median(images_per_rank_block / block[r] for block in self.rank_seconds)
-                 for r in range(self.world.size)]  # fmt: skip
-        return dict(
+        return rank_summary(
+            self.rank_seconds,
+            images_per_rank_block,
+            every,
             world_size=self.world.size,
             backend=self.world.backend,
             nodes=self.world.nodes,
             parallel=self.ddp.describe() if training else REPLICAS,
-            window=WINDOW_METHOD,
-            rank_images_per_s=rates,
-            # slowest rank against the median rank: 1.0 when they keep pace. In training DDP's
-            # all-reduce makes every rank wait for the slowest at each step, so their own times
-            # agree and a slow rank shows in the global rate (and the scaling efficiency) instead.
-            straggler=statistics.median(rates) / min(rates),
-            rank_hosts=[host for host, _, _ in every],
-            rank_devices=[name for _, name, _ in every],
-            rank_peak_memory_bytes=[peak for _, _, peak in every],
         )
+
+
+def window_of(starts: list[float], ends: list[float]) -> float:
+    """Seconds a block of all ranks took: latest end - earliest start (and never less than the
+    slowest rank's own time, which needs no clocks to agree)."""
+    return max(max(ends) - min(starts), max(end - start for start, end in zip(starts, ends)))
+
+
+def rank_summary(rank_seconds: list[list[float]], images_per_rank_block: int, ranks: list[tuple], **world) -> dict:
+    """Each rank's median images/s over its own timed blocks (`rank_seconds`: per block, each
+    rank's seconds), the straggler index, and each rank's (host, device, peak memory) from
+    `ranks`; `world`: world_size, backend, nodes, parallel. Fields as `results.Distributed`."""
+    rates = [statistics.median(images_per_rank_block / block[r] for block in rank_seconds)
+             for r in range(len(ranks))]  # fmt: skip
+    return dict(
+        **world,
+        window=WINDOW_METHOD,
+        rank_images_per_s=rates,
+        # the median rank against the slowest: 1.0 when they keep pace. In DDP training the
+        # all-reduce makes every rank wait for the slowest at each step, so their own times
+        # agree and a slow rank shows in the global rate (and the scaling efficiency) instead.
+        straggler=statistics.median(rates) / min(rates),
+        rank_hosts=[host for host, _, _ in ranks],
+        rank_devices=[name for _, name, _ in ranks],
+        rank_peak_memory_bytes=[peak for _, _, peak in ranks],
+    )
 
 
 def fault(rank: int) -> Callable[[int], None] | None:

@@ -6,6 +6,7 @@ weighing on every cell alike; on XLA one process per local core (`torch_xla.laun
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -24,9 +25,10 @@ from dataclasses import dataclass
 import torch
 
 from coatbench import rank
+from coatbench.distributed import REPLICAS, rank_summary, window_of
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement, measure
-from coatbench.options import Budget
+from coatbench.options import Budget, Mode
 from coatbench.results import Status
 from coatbench.xla import XlaOptions
 
@@ -248,7 +250,7 @@ class RankGroup(Worker):
 
 
 # The XLA launcher: one worker process per local core (torch_xla.launch), each timing the
-# cell on its own core in lock step with the others; rank 0's result comes back in a file.
+# cell on its own core in lock step with the others; every core's result comes back in a file.
 
 
 @dataclass(frozen=True)
@@ -272,15 +274,19 @@ def _xla_worker(index: int, job: _XlaJob) -> None:
         if job.options.cache_dir:
             xr.initialize_cache(job.options.cache_dir, readonly=False)
         ops = XlaOps(job.options, job.barrier, threads=xr.addressable_runtime_device_count())
-        result = measure(job.cell, torch_xla.device(), job.budget, ops=ops)
-    if xr.global_ordinal() == 0:
-        with open(os.path.join(job.out_dir, "rank0.pkl"), "wb") as f:
+        found = measure(job.cell, torch_xla.device(), job.budget, ops=ops)
+        allreduce = "gradients all-reduced by xm.optimizer_step" if ops.gradient_allreduce else (
+            "each core on its own gradients (the XLA CPU backend)")  # fmt: skip
+        parallel = allreduce if job.cell.mode is Mode.TRAIN else REPLICAS
+        result = (found, ops.blocks, (socket.gethostname(), device_name(platform()), None), parallel)
+    if job.cell is not None or xr.global_ordinal() == 0:
+        with open(os.path.join(job.out_dir, f"rank{xr.global_ordinal()}.pkl"), "wb") as f:
             pickle.dump(result, f)
 
 
 def _launch(cell: Cell | None, budget: Budget, options: XlaOptions):
-    """Rank 0's result of `_xla_worker` on every local core; the failure as a string when a
-    worker died or rank 0 ended without a result."""
+    """`_xla_worker` on every local core: the topology (cell None), or the cores' measurements
+    together (`_together`); the failure as a string when a worker died or left no result."""
     import torch_xla
 
     from coatbench.xla import ThreadBarrier
@@ -291,11 +297,35 @@ def _launch(cell: Cell | None, budget: Budget, options: XlaOptions):
             torch_xla.launch(_xla_worker, args=(job,))
         except Exception as error:
             return f"an XLA worker failed: {str(error).splitlines()[0][:200]}"
-        path = os.path.join(out_dir, "rank0.pkl")
-        if not os.path.exists(path):
+        found = []
+        for rank in itertools.count():
+            path = os.path.join(out_dir, f"rank{rank}.pkl")
+            if not os.path.exists(path):
+                break
+            with open(path, "rb") as f:
+                found.append(pickle.load(f))
+        if not found:
             return "the XLA worker of rank 0 ended without a result"
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        return found[0] if cell is None else _together(cell, found)
+
+
+def _together(cell: Cell, ranks: list[tuple]) -> Measurement:
+    """Rank 0's measurement, with each timed block taken over all cores: the cores step in lock
+    step, so block i of every core is one block of all, from the earliest start to the latest
+    end (`distributed.window_of`), as on several ranks of torch.distributed."""
+    result = ranks[0][0]
+    blocks = [rank_blocks for _, rank_blocks, _, _ in ranks]
+    if result.status is not Status.OK or len({len(b) for b in blocks}) != 1:
+        return result  # not measured, or a core's result is missing blocks: rank 0's own figure
+    images = cell.batch_size * result.block_steps
+    count = len(blocks[0])
+    result.samples = [images / window_of([b[i][0] for b in blocks], [b[i][1] for b in blocks]) for i in range(count)]
+    seconds = [[b[i][1] - b[i][0] for b in blocks] for i in range(count)]
+    result.distributed = rank_summary(
+        seconds, images, [who for _, _, who, _ in ranks], world_size=len(ranks), backend="xla", nodes=1,
+        parallel=ranks[0][3],
+    )  # fmt: skip
+    return result
 
 
 def xla_topology() -> tuple[int, str]:
@@ -308,7 +338,7 @@ def xla_topology() -> tuple[int, str]:
 
 
 def measure_on_all_cores(cell: Cell, budget: Budget, options: XlaOptions) -> Measurement:
-    """Measure `cell` on every local XLA core, one process each; rank 0's measurement back.
+    """Measure `cell` on every local XLA core, one process each, timed over all of them.
     A dead worker is a failed cell, not a lost sweep."""
     found = _launch(cell, budget, options)
     return Measurement(Status.FAILED, message=found) if isinstance(found, str) else found

@@ -155,6 +155,7 @@ class XlaOps:
 
         self.torch_xla, self.xm, self.met = torch_xla, xm, met
         self.options, self.threads = options, threads
+        self.timing, self.blocks = False, []  # the timed blocks' (start, end), wall clock
         self._barrier = barrier or ThreadBarrier()
         # All-reduce gradients across cores, as data-parallel training does. Not on the XLA
         # CPU backend: torch_xla 2.9's CPU client cannot rendezvous across processes (a plain
@@ -171,7 +172,11 @@ class XlaOps:
 
     def stop(self) -> float:
         self.xm.wait_device_ops()
-        return time.perf_counter() - self._t0
+        seconds = time.perf_counter() - self._t0
+        if self.timing:  # on the wall clock too, for the launcher to put the cores' blocks together
+            ended = time.time()
+            self.blocks.append((ended - seconds, ended))
+        return seconds
 
     def after_step(self) -> None:
         self.torch_xla.sync()
@@ -204,6 +209,7 @@ class XlaOps:
         }
 
     def open_window(self) -> None:
+        self.timing = True
         self._window = self.compile_count(), self.fallbacks()
 
     def close_window(self) -> WindowCheck:

@@ -49,6 +49,10 @@ def test_sweep_on_two_xla_cores(cli, tmp_path):
         t = row["throughput"]
         assert 0 < t["images_per_s"] < 1e5 and t["images_per_s_total"] == pytest.approx(2 * t["images_per_s"])
         assert row["timing"]["first_step_s"] > 0 and row["env"]["hardware_key"] == "xla:XLA:CPU x2"
+        # each block over both cores (latest end - earliest start), not rank 0's alone
+        d = row["distributed"]
+        assert (d["world_size"], d["backend"], len(d["rank_images_per_s"])) == (2, "xla", 2)
+        assert t["images_per_s"] <= min(d["rank_images_per_s"]) * 1.05 and d["straggler"] >= 1.0
 
 
 class ShapeShift(torch.nn.Module):
