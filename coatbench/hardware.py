@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from functools import cache
 
 import torch
@@ -153,9 +154,9 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-# Dense (no sparsity) tensor-core peaks in TFLOP/s, from the vendors' datasheets. Matched
-# against the device name, first match wins; fp32 means TF32 tensor cores are off.
-PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+# Dense (no sparsity) tensor-core peaks in TFLOP/s per device, from the vendors' datasheets.
+# Matched against the device name, first match wins; fp32 means TF32 tensor cores are off.
+GPU_PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
     ("H200", {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9}),
     ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp32": 51.2}),
     ("H100", {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9}),
@@ -164,13 +165,45 @@ PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
     ("L4", {"bf16": 121.0, "fp16": 121.0, "fp32": 30.3}),
     ("A10G", {"bf16": 70.0, "fp16": 70.0, "fp32": 31.2}),
     ("V100", {"fp16": 125.0, "fp32": 15.7}),
-    ("XLA:TPU v4", {"bf16": 275.0}),
-    ("XLA:TPU v6", {"bf16": 918.0}),
 )
 
 
+@dataclass(frozen=True)
+class TpuPeak:
+    """A TPU generation's bf16 peak (Google Cloud's datasheets), per chip and per core, and
+    what one XLA device is there: a core (v2, v3) or a whole chip (v4 and v5p run their two
+    cores as one "megacore" device; v5e and v6e have one core)."""
+
+    per_chip: float
+    cores_per_chip: int
+    devices_per_chip: int
+
+    @property
+    def per_core(self) -> float:
+        return self.per_chip / self.cores_per_chip
+
+    @property
+    def per_device(self) -> float:
+        return self.per_chip / self.devices_per_chip
+
+
+TPU_PEAKS = {
+    "v2": TpuPeak(45.0, 2, 2),
+    "v3": TpuPeak(123.0, 2, 2),
+    "v4": TpuPeak(275.0, 2, 1),
+    "v5e": TpuPeak(197.0, 1, 1),
+    "v5p": TpuPeak(459.0, 2, 1),
+    "v6e": TpuPeak(918.0, 1, 1),
+}
+
+
 def peak_tflops(device_name: str, dtype: str) -> float | None:
-    for pattern, peaks in PEAK_TFLOPS:
+    """The datasheet peak of one device (what a row's per-core figure runs on): a GPU, or one
+    XLA device of a TPU ("XLA:TPU v4"; bf16 only)."""
+    if device_name.startswith("XLA:TPU "):
+        peak = TPU_PEAKS.get(device_name.removeprefix("XLA:TPU "))
+        return peak.per_device if peak is not None and dtype == "bf16" else None
+    for pattern, peaks in GPU_PEAK_TFLOPS:
         if pattern in device_name:
             return peaks.get(dtype)
     return None

@@ -180,7 +180,9 @@ class Compute:
             tflops=achieved,
             flops_per_image=flops_per_image,
             peak_tflops=None if peak is None else peak * devices,
-            peak_source=None if peak is None else f"datasheet dense {dtype}, {device_name}",
+            peak_source=None
+            if peak is None
+            else f"datasheet dense {dtype}, {peak:g} TFLOP/s per device, {device_name}",
             mfu=None if peak is None else achieved / (peak * devices),
         )
 

@@ -259,6 +259,12 @@ def platform() -> dict:
         import torch_xla.tpu
 
         info["tpu_version"] = torch_xla.tpu.version()
+        try:  # the accelerator type's generation, e.g. "v5p" of "v5p-8": v5e and v5p share version 5
+            from torch_xla._internal.tpu import get_tpu_type
+
+            info["tpu_type"] = get_tpu_type()
+        except Exception:
+            info["tpu_type"] = None
         try:
             info["libtpu"] = version("libtpu")
         except PackageNotFoundError:
@@ -266,7 +272,14 @@ def platform() -> dict:
     return info
 
 
+# Accelerator types whose generation is spelt otherwise than the datasheets' (hardware.TPU_PEAKS)
+TPU_TYPE_NAMES = {"v5litepod": "v5e", "v5lite": "v5e", "v6litepod": "v6e"}
+
+
 def device_name(info: dict) -> str:
-    """ "XLA:TPU v4" or "XLA:CPU", from `platform()` (known only inside a worker process)."""
-    version_ = info.get("tpu_version")
-    return f"XLA:{info['pjrt_device']}" + ("" if version_ is None else f" v{version_}")
+    """ "XLA:TPU v5p" or "XLA:CPU", from `platform()` (known only inside a worker process): the
+    generation from the accelerator type where known, else "v" and the version number."""
+    if info.get("tpu_version") is None:
+        return f"XLA:{info['pjrt_device']}"
+    generation = info.get("tpu_type") or f"v{info['tpu_version']}"
+    return f"XLA:{info['pjrt_device']} {TPU_TYPE_NAMES.get(generation, generation)}"
