@@ -60,8 +60,9 @@ class World:
 
 def join(device_type: str, timeout_s: float) -> World:
     """Join the process group torchrun set up (its env:// variables): NCCL on GPUs, gloo on
-    CPUs. A collective that waits longer than `timeout_s` raises instead of hanging. On a CPU
-    the host's cores are shared out between the local ranks (torchrun would give each one)."""
+    CPUs. A collective that waits longer than `timeout_s` raises instead of hanging. The host's
+    cores are shared out between the local ranks (torchrun would give each one thread); on a CPU
+    that share is the device."""
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank, local_size = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if device_type == "cuda":
@@ -70,8 +71,8 @@ def join(device_type: str, timeout_s: float) -> World:
         torch.cuda.set_device(local_rank)
         device, backend = torch.device("cuda", local_rank), "nccl"
     else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
         device, backend = torch.device("cpu"), "gloo"
+    torch.set_num_threads(threads_per_rank(local_size))
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     nodes = int(os.environ.get("GROUP_WORLD_SIZE", max(1, size // local_size)))
     return World(rank, size, local_rank, nodes, backend, device)

@@ -8,7 +8,6 @@ and torchrun then ends the others (they would wait in a collective for it).
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing.connection
 import os
 import pickle
@@ -17,7 +16,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 
-import torch
 import torch.distributed as dist
 
 from coatbench.distributed import RankOps, World, fault, join, timing_group
@@ -62,19 +60,19 @@ class Ranks:
         return self.world.rank == 0
 
     def agree(self, plan):
-        """Rank 0's plan (its seed, sweep id, order and file), with the threads rank 0 measures with."""
+        """Rank 0's plan: its seed, sweep id, order and file."""
         shared = [plan]
         dist.broadcast_object_list(shared, src=0, group=self.group)
-        plan = shared[0]
-        return dataclasses.replace(plan, env=dataclasses.replace(plan.env, threads=torch.get_num_threads()))
+        return shared[0]
 
     def measure(self, jobs) -> Iterator[tuple[int, Measurement | None]]:
         """`workers.in_worker`'s protocol on this rank (the measurements are rank 0's)."""
         for index, (cell, budget) in enumerate(jobs):
             yield index, None
-            if cell.devices == 1:
-                result = measure(cell, self.world.device, budget) if self.speaks else None
-                dist.barrier(group=self.group)  # the others wait while rank 0 measures alone
+            if cell.devices == 1:  # rank 0 alone; the others wait for its result
+                shared = [measure(cell, self.world.device, budget) if self.speaks else None]
+                dist.broadcast_object_list(shared, src=0, group=self.group)
+                result = shared[0]
             else:
                 result = measure_on_ranks(cell, budget, self.world, self.group)
                 if result.status is Status.OOM:  # the other ranks would wait for it in a collective
@@ -87,7 +85,7 @@ class Ranks:
 
 def _connect(port: int, token: str, rank: int) -> multiprocessing.connection.Connection:
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(token.encode() + f"{rank:8d}".encode())
+    sock.sendall(token.encode() + f"{rank:8d}{os.getpid():8d}".encode())
     return multiprocessing.connection.Connection(sock.detach())
 
 

@@ -414,7 +414,7 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
     if unstable:
         notes.append(f"Unstable (marked ~): {len(unstable)} cell(s), e.g. {unstable[0][0].label} "
                      f"{unstable[0][1][0]} {unstable[0][1][1]}: {unstable[0][2].unstable}")  # fmt: skip
-    if report.devices > 1:
+    if report.devices > 1 and not report.hardware_key.startswith("xla:"):
         notes.append(SCALING_NOTE + ("" if any(m.scaling for line in report.lines for m in line.cells.values())
                      else "; no one-device run in these rows, so no E"))  # fmt: skip
     superseded = sum(m.superseded for line in report.lines for m in line.cells.values())

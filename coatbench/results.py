@@ -402,12 +402,13 @@ def run_key(env: Env, spec: Spec) -> tuple[str, str, str]:
 
 def scaling_key(env: Env, spec: Spec) -> tuple:
     """What a run on N devices shares with its one-device partner (the scaling efficiency's
-    X_1): the run key without the device count, the CPU threads a rank gets, and how the ranks
-    share the work."""
+    X_1): the run key without the device count and how the ranks share the work. On a CPU the
+    threads stay in it: one device there is a share of the cores, the same for both."""
     workload = spec.to_dict()
     for name in ("device", "global_batch", "devices", "parallel"):
         workload.pop(name, None)
-    machine = (env.device_type, env.device_name, env.cpu_count if env.device_type == "cpu" else None)
+    cpu = (env.cpu_count, env.threads) if env.device_type == "cpu" else None  # a CPU device: its threads
+    machine = (env.device_type, env.device_name, cpu)
     return machine, env.torch, json.dumps(workload, sort_keys=True)
 
 

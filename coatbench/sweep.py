@@ -93,14 +93,16 @@ class Plan:
     def process_of(self, round_: int) -> int:
         return round_ * self.processes // self.rounds
 
+    @property
+    def threads(self) -> int | None:
+        """With several devices, the CPU threads of one rank, which a one-device cell gets too (on
+        a CPU that share of the cores is the device, so that E compares like with like); None:
+        torch's default."""
+        return self.env.threads if any(cell.devices > 1 for cell in self.cells) else None
+
     def env_of(self, cell: Cell) -> Env:
-        """The environment of `cell`'s rows: the plan's, on as many devices as the cell has ranks
-        (on a CPU each rank gets its share of the cores: `distributed.join`)."""
-        if cell.devices == 1:
-            return self.env
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", cell.devices)) if torchrun_rank() is not None else cell.devices
-        threads = threads_per_rank(local) if self.device.type == "cpu" else self.env.threads
-        return dataclasses.replace(self.env, device_count=cell.devices, threads=threads)
+        """The environment of `cell`'s rows: the plan's, on as many devices as the cell has ranks."""
+        return self.env if cell.devices == 1 else dataclasses.replace(self.env, device_count=cell.devices)
 
 
 def make_plan(
@@ -199,6 +201,10 @@ def make_plan(
     slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla")
     xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
     env = fingerprint(target, *xla_topology()) if target.type == "xla" else fingerprint(target)
+    if max(devices) > 1 or torchrun_rank() is not None:
+        # a rank's threads (`distributed.join`): on a CPU a device is a share of its cores
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if torchrun_rank() is not None else max(devices)
+        env = dataclasses.replace(env, threads=threads_per_rank(local))
     plan = Plan(
         cells, in_groups, slots, target, env, budget, Path(out), rounds, seed, sweep, processes, tuple(notes), xla=xla
     )
@@ -207,7 +213,7 @@ def make_plan(
 
 def check_devices(devices: Sequence[int], target: torch.device, notes: list[str]) -> tuple[int, ...]:
     """The device counts to measure, one device first: the scaling efficiency of N devices needs
-    the one-device figure of the same sweep (a note says when it was added)."""
+    the one-device figure of the same sweep (the plan's notes say it is measured too)."""
     devices = tuple(sorted(set(devices)))
     if devices[0] < 1:
         raise CoatbenchError(f"--devices must be positive, got {devices[0]}")
@@ -401,11 +407,13 @@ def run_sweep(
                 if ranks is not None:
                     events = ranks.measure(jobs)
                 elif measure_cell is None:
-                    events = in_worker(jobs, plan.device, devices=devices)
+                    events = in_worker(jobs, plan.device, devices=devices, threads=plan.threads)
                 else:
                     events = _inline(jobs, plan.device, measure_cell)
                 for index, measured in events:
                     slot = launch[index]
+                    if measured is not None and measured.status is Status.OOM:
+                        out_of_memory.add(slot.cell)  # on every rank alike: later rounds skip it
                     if not slot.timed or (ranks is not None and not ranks.speaks):
                         continue
                     if measured is None:
@@ -419,8 +427,6 @@ def run_sweep(
                     result.rows.append(row)
                     progress.on_done(timed, slot.cell, row)
                     timed += 1
-                    if row.status is Status.OOM:
-                        out_of_memory.add(slot.cell)
     except KeyboardInterrupt:
         result.interrupted = True
     return result

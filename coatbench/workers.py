@@ -35,8 +35,11 @@ from coatbench.xla import XlaOptions
 Job = tuple[Cell, Budget]
 
 
-def _measure_jobs(conn, jobs: Sequence[Job], device_type: str) -> None:
-    """The worker: measure each job in turn, saying when it starts and what it measured."""
+def _measure_jobs(conn, jobs: Sequence[Job], device_type: str, threads: int | None = None) -> None:
+    """The worker: measure each job in turn, saying when it starts and what it measured (with
+    `threads` CPU threads where a CPU device is a share of the cores: `sweep.make_plan`)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     index = -1
     try:
         try:
@@ -55,12 +58,12 @@ def _measure_jobs(conn, jobs: Sequence[Job], device_type: str) -> None:
         conn.close()
 
 
-# No word from a worker for this long past a job's own timeout: it hangs, and is ended.
+# No word from a worker for this long past twice a job's own timeout: it hangs, and is ended.
 HANG_GRACE_S = 120.0
 
 
 def in_worker(
-    jobs: Sequence[Job], device: torch.device, target=_measure_jobs, devices: int = 1
+    jobs: Sequence[Job], device: torch.device, target=_measure_jobs, devices: int = 1, threads: int | None = None
 ) -> Iterator[tuple[int, Measurement | None]]:
     """Measure `jobs` in order in fresh worker processes: one process, or with `devices` > 1 a
     group of that many ranks started by torchrun (`RankGroup`). Yields (index, None) when a job
@@ -73,7 +76,7 @@ def in_worker(
         if devices > 1:
             worker = RankGroup(jobs[first:], device.type, devices)
         else:
-            worker = OneProcess(jobs[first:], device.type, target)
+            worker = OneProcess(jobs[first:], device.type, target, () if threads is None else (threads,))
         running, ended = None, first
         try:
             for kind, index, payload in worker.events():
@@ -113,7 +116,9 @@ class Worker:
     def events(self) -> Iterator[tuple[str, int, object]]:
         index, since = 0, time.monotonic()
         while self.connections:
-            patience = self.jobs[min(index, len(self.jobs) - 1)][1].timeout + HANG_GRACE_S
+            # twice the cell's timeout: the harness ends a slow cell itself at its timeout, but
+            # only between blocks, and a first step (compilation) runs whole
+            patience = 2 * self.jobs[min(index, len(self.jobs) - 1)][1].timeout + HANG_GRACE_S
             ready = multiprocessing.connection.wait(self.connections, timeout=1.0)
             if not ready and time.monotonic() - since > patience:
                 self.hung = f"no word from it for {patience:.0f} s: it hung"
@@ -141,11 +146,11 @@ class Worker:
 class OneProcess(Worker):
     """One spawned process that measures the jobs in turn (`_measure_jobs`)."""
 
-    def __init__(self, jobs: Sequence[Job], device_type: str, target):
+    def __init__(self, jobs: Sequence[Job], device_type: str, target, extra: tuple = ()):
         super().__init__(jobs)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no state of this one
         receiver, sender = context.Pipe(duplex=False)
-        self.process = context.Process(target=target, args=(sender, jobs, device_type), daemon=True)
+        self.process = context.Process(target=target, args=(sender, jobs, device_type, *extra), daemon=True)
         self.process.start()
         sender.close()
         self.connections = [receiver]
@@ -191,8 +196,13 @@ class RankGroup(Worker):
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=self.log, env=environment, start_new_session=True
         )
+        self.pids: list[int] = []  # the ranks' processes: torchrun starts each in a session of its own
         try:
             self.ranks = self._accept(server, token, max(budget.timeout for _, budget in jobs))
+        except BaseException:  # interrupted while the ranks start: leave nothing running
+            self.kill()
+            self.stop()
+            raise
         finally:
             server.close()
         self.connections = list(self.ranks)
@@ -206,13 +216,18 @@ class RankGroup(Worker):
                 sock, _ = server.accept()
             except TimeoutError:
                 continue
-            sock.settimeout(10)
-            hello = sock.recv(len(token) + 8)
-            if hello[: len(token)] != token.encode():
-                sock.close()  # not one of ours
+            try:
+                sock.settimeout(10)
+                hello = sock.recv(len(token) + 16)
+                if hello[: len(token)] != token.encode():
+                    raise ValueError("not one of ours")
+                rank_, pid = int(hello[len(token) : len(token) + 8]), int(hello[len(token) + 8 :])
+            except (OSError, ValueError):
+                sock.close()
                 continue
             sock.settimeout(None)
-            ranks[multiprocessing.connection.Connection(sock.detach())] = int(hello[len(token) :])
+            self.pids.append(pid)
+            ranks[multiprocessing.connection.Connection(sock.detach())] = rank_
         return ranks
 
     def closed(self, connection) -> None:
@@ -234,7 +249,11 @@ class RankGroup(Worker):
         return f"{who}torchrun exit code {code}" + (f"; {self.crashed}" if self.crashed else "")
 
     def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in [self.process.pid, *self.pids]:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # each rank leads a session (and group) of its own
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def stop(self) -> None:
         for connection in self.connections:
@@ -242,8 +261,13 @@ class RankGroup(Worker):
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:  # the sweep stopped early (interrupted or failed)
-            self.kill()
-            self.process.wait()
+            self.process.terminate()  # torchrun ends its ranks itself
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()  # whatever is left, ranks included
+        self.process.wait()
         self.reason = self._reason()
         self.log.close()
         self.folder.cleanup()

@@ -199,7 +199,7 @@ class _Silent:
 @contextmanager
 def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
     """The callbacks (`sweep.SweepProgress`'s two) that show a sweep's progress on stderr."""
-    if quiet:
+    if quiet or torchrun_rank():  # under torchrun, rank 0 shows the progress
         yield _Silent()
         return
     for note in plan_notes(plan)[:-1]:
