@@ -200,12 +200,12 @@ def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.batch_size < 1:
         raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
     if cell.execution.captures:
+        if device.type != "cuda":
+            raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
         if cell.devices > 1:
             # DDP's all-reduce can be captured with NCCL after 11 eager warm-up steps (PyTorch's
             # CUDA graphs notes); coatbench has not measured that path, so it does not offer it.
             raise CoatbenchError("--cuda-graphs is for one device: drop it, or measure with --devices 1")
-        if device.type != "cuda":
-            raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
     if device.type == "xla" and cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
