@@ -153,26 +153,26 @@ def torchrun_rank() -> int | None:
     return int(os.environ["RANK"])
 
 
-def parse_devices(text: str) -> tuple[int, ...]:
-    """ "2" -> (2,); "1,2,4" -> (1, 2, 4)."""
+def parse_counts(text: str, option: str, example: str) -> tuple[int, ...]:
+    """ "32,64,128" -> (32, 64, 128): positive integers, comma-separated (`option` and an
+    `example` name them in the error)."""
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
         counts = ()
     if not counts or min(counts) < 1:
-        raise CoatbenchError(f"invalid --devices {text!r}: give a number of devices, e.g. 2, or a list, e.g. 1,2,4")
+        raise CoatbenchError(f"invalid {option} {text!r}: give positive integers, e.g. {example}")
     return counts
+
+
+def parse_devices(text: str) -> tuple[int, ...]:
+    """ "2" -> (2,); "1,2,4" -> (1, 2, 4)."""
+    return parse_counts(text, "--devices", "2 or 1,2,4")
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """ "32,64,128" -> (32, 64, 128)."""
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise CoatbenchError(f"invalid --batch-sizes {text!r}: give positive integers, e.g. 32,64,128")
-    return sizes
+    return parse_counts(text, "--batch-sizes", "32,64,128")
 
 
 def parse_executions(text: str) -> tuple[Execution, ...]:
