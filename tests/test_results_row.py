@@ -13,7 +13,8 @@ from coatbench.results import Row, Status, read_rows, run_key, workload_key
 ROOT = Path(__file__).resolve().parents[1]
 # committed results, and three rows of schema 1 from a CPU (results/cpu/table8.jsonl at 734e484)
 COMMITTED = ("results/h100/table8.jsonl", "results/cpu/table8.jsonl", "results/h100/levers_ab.jsonl",
-             "tests/data/schema1-cpu.jsonl")  # fmt: skip
+             "results/h100x2/scaling.jsonl", "results/h100x2/table8-partial.jsonl",  # rows of several GPUs
+             "results/h100x2/blocks-of-1-2-steps/scaling.jsonl", "tests/data/schema1-cpu.jsonl")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", COMMITTED)
