@@ -2,11 +2,15 @@
 from the harness (benchmarks/ddp_loop.py), CoAtNet-2 training, bf16, channels-last.
 
     python benchmarks/scaling.py --part eager      # per-core 32 and 128: coatbench, 2 rounds
-    python benchmarks/scaling.py --part compiled   # per-core 128, regional compile: 1 round
+    python benchmarks/scaling.py --part compiled   # per-core 32 and 128, regional compile: 2 rounds
     python benchmarks/scaling.py --render          # results/h100x2/scaling.md from the files below
 
-Each part appends coatbench's rows to results/h100x2/scaling.jsonl and then the plain loop's
-lines (1 GPU, then 2 GPUs) to results/h100x2/plain_ddp.jsonl.
+(--batches and --rounds override a part's.) Each part appends coatbench's rows to
+results/h100x2/scaling.jsonl and the plain loop's lines (1 GPU, then 2 GPUs, with the commit)
+to results/h100x2/plain_ddp.jsonl. The eager part runs the plain loop after coatbench; the
+compiled part runs it first, so that coatbench's cells find its graphs in inductor's cache
+and a part's minutes go to measuring rather than compiling again. The report takes, for each
+batch and execution, the newest commit's rows and that commit's plain-loop lines.
 """
 
 from __future__ import annotations
@@ -20,83 +24,97 @@ from pathlib import Path
 
 from scipy.stats import gmean
 
+from coatbench.hardware import git_sha
+
 OUT = Path("results/h100x2")
 ROWS, PLAIN = OUT / "scaling.jsonl", OUT / "plain_ddp.jsonl"
-PARTS = {"eager": ([32, 128], False, 2), "compiled": ([128], True, 1)}  # batches, compile, rounds
+PARTS = {"eager": ([32, 128], False, 2), "compiled": ([32, 128], True, 2)}  # batches, compile, rounds
+# The first run (3cf2e6f) wrote plain-loop lines without their commit
+FIRST_COMMIT = "3cf2e6fc2d9dc79e46808d0530206427f9dd7aa6"
 
 
 def plain(devices: int, batch: int, compiled: bool) -> None:
     launcher = [sys.executable] if devices == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                       f"--nproc-per-node={devices}"]  # fmt: skip
-    command = [*launcher, "benchmarks/ddp_loop.py", "--batch", str(batch)] + (["--compile"] if compiled else [])
+    command = [*launcher, "benchmarks/ddp_loop.py", "--batch", str(batch), "--repeats", "11"]
+    command += ["--compile"] if compiled else []
     line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    print("plain loop:", line, flush=True)
+    found = {**json.loads(line), "git_sha": git_sha()}
+    print("plain loop:", json.dumps(found), flush=True)
     with PLAIN.open("a") as f:
-        f.write(line + "\n")
+        f.write(json.dumps(found) + "\n")
 
 
-def run_part(part: str) -> None:
-    batches, compiled, rounds = PARTS[part]
+def run_part(part: str, batches: list[int] | None, rounds: int | None) -> None:
+    default_batches, compiled, default_rounds = PARTS[part]
+    batches, rounds = batches or default_batches, rounds or default_rounds
     OUT.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "coatbench", "speed", "coatnet-2", "--devices", "2", "--mode", "train",
                "--batch-sizes", ",".join(map(str, batches)), "--rounds", str(rounds), "--out", str(ROWS)]  # fmt: skip
+    plain_loops = [(devices, batch) for batch in batches for devices in (1, 2)]
+    if compiled:
+        for devices, batch in plain_loops:
+            plain(devices, batch, compiled)
     subprocess.run(command + (["--compile"] if compiled else []), check=True)
-    for batch in batches:
-        plain(1, batch, compiled)
-        plain(2, batch, compiled)
+    if not compiled:
+        for devices, batch in plain_loops:
+            plain(devices, batch, compiled)
 
 
 def render() -> str:
     from coatbench.report import scaling_of, single_device_runs
     from coatbench.results import read_rows, scaling_key
 
-    rows = [r for r in read_rows(ROWS) if r.ok]
-    assert len({r.env.git_sha for r in rows}) == 1, "the rows come from more than one commit"
+    every_row = [r for r in read_rows(ROWS) if r.ok]
     loops = [json.loads(line) for line in PLAIN.read_text().splitlines() if line.strip()]
-    singles = single_device_runs(rows)
     lines = [
-        "| per-GPU batch | execution | coatbench 1 GPU | coatbench 2 GPUs, global (per GPU) | E (95%) | straggler "
-        "| plain loop 1 GPU | plain loop 2 GPUs | coatbench vs plain, 2 GPUs | plain E |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| per-GPU batch | execution | commit | coatbench 1 GPU | coatbench 2 GPUs, global (per GPU) | E (95%) "
+        "| straggler | plain loop 1 GPU | plain loop 2 GPUs | coatbench vs plain, 2 GPUs | plain E |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for batch, execution in sorted({(r.spec.batch_per_core, r.spec.execution) for r in rows}):
-        cell = [r for r in rows if (r.spec.batch_per_core, r.spec.execution) == (batch, execution)]
+    rounds = {}
+    for batch, execution in sorted({(r.spec.batch_per_core, r.spec.execution) for r in every_row}):
+        setting = [r for r in every_row if (r.spec.batch_per_core, r.spec.execution) == (batch, execution)]
+        commit = max(setting, key=lambda r: r.timestamp).env.git_sha  # the newest run of this setting
+        cell = [r for r in setting if r.env.git_sha == commit]
+        rounds[batch, execution] = (cell[0].trial.rounds, commit[:7])
+        singles = single_device_runs(cell)
         two = [r for r in cell if r.spec.devices == 2]
         one = singles.get(scaling_key(two[0].env, two[0].spec), []) if two else []
         x1 = gmean([r.throughput.images_per_s for r in one if r.trial.self_test != "last"])  # as E pairs them
         x2 = gmean([r.throughput.images_per_s for r in two])
         scaling = scaling_of(two, one)
         key = (batch, execution != "eager")
-        p1, p2 = ([p["global_images_per_s"] for p in loops if (p["batch"], p["compile"]) == key and p["devices"] == n]
-                  for n in (1, 2))  # fmt: skip
+        p1, p2 = ([p["global_images_per_s"] for p in loops if (p["batch"], p["compile"]) == key and p["devices"] == n
+                   and p.get("git_sha", FIRST_COMMIT) == commit] for n in (1, 2))  # fmt: skip
         p2_mean = gmean(p2) if p2 else float("nan")
         straggler = max(r.distributed.straggler for r in two)
         lines.append(
-            f"| {batch} | {execution} | {x1:,.0f} | {2 * x2:,.0f} ({x2:,.0f}) | {scaling.text} | {straggler:.3f} | "
+            f"| {batch} | {execution} | {commit[:7]} | {x1:,.0f} | {2 * x2:,.0f} ({x2:,.0f}) | {scaling.text} | "
+            f"{straggler:.3f} | "
             f"{', '.join(f'{v:,.0f}' for v in p1)} | {', '.join(f'{v:,.0f}' for v in p2)} | "
             f"{(2 * x2 / p2_mean - 1) * 100:+.1f}% | {p2_mean / (2 * gmean(p1)) if p1 else float('nan'):.3f} |"
         )
-    first = rows[0].env
+    first = every_row[0].env
     header = [
         "# Scaling on 2x H100: coatbench --devices 2 beside a plain DDP loop",
         "",
         f"Hardware: {first.device_name} x2 (one host), torch {first.torch}, CUDA {first.cuda}, driver "
-        f"{first.driver}. coatbench commit {first.git_sha}.",
+        f"{first.driver}; each row names the coatbench commit it was measured at.",
         "Commands: `python benchmarks/scaling.py --part eager`, `python benchmarks/scaling.py --part compiled` "
         "(rows: scaling.jsonl, plain loop: plain_ddp.jsonl), then `python benchmarks/scaling.py --render`.",
         "",
         "CoAtNet-2 @224, training, bf16 autocast, channels-last, SGD with momentum, DDP with its defaults (bucket 25 "
         "MiB, no gradient-as-bucket-view), NCCL. coatbench: images/s per GPU, the geometric mean of the rounds' "
         "medians; global = all images / (latest end - earliest start) per block. Plain loop: "
-        "benchmarks/ddp_loop.py, median of 7 repeats of 20 steps, global from the same window definition, run "
-        "after coatbench on the same machine.",
+        "benchmarks/ddp_loop.py, median of its repeats of 20 steps, global from the same window definition, run "
+        "on the same machine as coatbench at the same commit (eager: after it; compiled: before it).",
         "",
     ]
-    rounds = {(r.spec.batch_per_core, r.spec.execution): r.trial.rounds for r in rows}
     footer = [
         "",
         "coatbench 1 GPU leaves out the position self-test's second run of the baseline, as E does. Rounds: "
-        + "; ".join(f"{e} per-GPU {b}: {n}" for (b, e), n in sorted(rounds.items()))
+        + "; ".join(f"{e} per-GPU {b}: {n} (at {c})" for (b, e), (n, c) in sorted(rounds.items()))
         + ".",
     ]
     return "\n".join(header + lines + footer) + "\n"
@@ -105,11 +123,13 @@ def render() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", choices=sorted(PARTS))
+    parser.add_argument("--batches", type=lambda text: [int(b) for b in text.split(",")])
+    parser.add_argument("--rounds", type=int)
     parser.add_argument("--render", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONPATH", os.getcwd())
     if args.part:
-        run_part(args.part)
+        run_part(args.part, args.batches, args.rounds)
     if args.render:
         (OUT / "scaling.md").write_text(render())
         print((OUT / "scaling.md").read_text())

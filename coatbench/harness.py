@@ -112,7 +112,13 @@ def build_step(cell: Cell, device: torch.device, ops=None, model: torch.nn.Modul
         compile_frozen(model)
     elif cell.execution.compiles:
         compile_regions(model)
-    forward = ops.wrap_model(model, training=cell.mode is Mode.TRAIN)  # DDP on several ranks
+    # A captured step runs off the default stream. DDP's all-reduce can be captured with it only
+    # if DDP is built on that stream too (PyTorch's CUDA graphs notes, "Usage with DDP").
+    capture_stream = torch.cuda.Stream(device) if cell.execution.captures else None
+    if capture_stream is not None:
+        capture_stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(capture_stream):  # a no-op when nothing is captured
+        forward = ops.wrap_model(model, training=cell.mode is Mode.TRAIN)  # DDP on several ranks
 
     def autocast():
         enabled = cell.dtype is not Dtype.FP32
@@ -144,7 +150,8 @@ def build_step(cell: Cell, device: torch.device, ops=None, model: torch.nn.Modul
             ops.optimizer_step(optimizer, scaler)
 
     if cell.execution.captures:
-        return capture_cuda_graph(step)
+        ddp = cell.devices > 1 and cell.mode is Mode.TRAIN
+        return capture_cuda_graph(step, capture_stream, DDP_CAPTURE_WARMUP_STEPS if ddp else CAPTURE_WARMUP_STEPS)
     return step
 
 
@@ -171,16 +178,23 @@ def compile_frozen(model: torch.nn.Module) -> None:
     model.compile(dynamic=False, options={"freezing": True})
 
 
-def capture_cuda_graph(step: Callable[[], None]) -> Callable[[], None]:
-    """Capture the whole step (forward, backward, optimizer) once; replay it as one launch."""
-    stream = torch.cuda.Stream()
+# Eager steps before a capture: they allocate what the step keeps (optimizer state, autograd's
+# buffers) outside the graph. DDP needs 11: it rebuilds its buckets after the first step and
+# counts iterations before it settles (PyTorch's CUDA graphs notes, "Usage with DDP").
+CAPTURE_WARMUP_STEPS = 3
+DDP_CAPTURE_WARMUP_STEPS = 11
+
+
+def capture_cuda_graph(step: Callable[[], None], stream: torch.cuda.Stream, warmup_steps: int) -> Callable[[], None]:
+    """Capture the whole step (forward, backward, all-reduce, optimizer) once, on `stream` (the
+    one DDP was built on); replay it as one launch."""
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):  # warm-up off the default stream, as capture requires
-        for _ in range(3):
+        for _ in range(warmup_steps):
             step()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, stream=stream):
         step()
     return graph.replay
 
@@ -202,10 +216,12 @@ def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.execution.captures:
         if device.type != "cuda":
             raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
-        if cell.devices > 1:
-            # DDP's all-reduce can be captured with NCCL after 11 eager warm-up steps (PyTorch's
-            # CUDA graphs notes); coatbench has not measured that path, so it does not offer it.
-            raise CoatbenchError("--cuda-graphs is for one device: drop it, or measure with --devices 1")
+        if cell.devices > 1 and cell.execution.compiles:
+            # eager steps under DDP are captured (build_step); a compiled step under DDP has not
+            # been measured captured, so coatbench does not offer it
+            raise CoatbenchError(
+                "--execution compile+cuda-graphs is for one device: use cuda-graphs or compile with --devices"
+            )
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
     if device.type == "xla" and cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
