@@ -17,7 +17,7 @@ import torch
 
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
-from coatbench.distributed import threads_per_rank
+from coatbench.distributed import RANK_BLOCK_S, threads_per_rank
 from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import WriteError, check_writable
 from coatbench.hardware import fingerprint, peak_tflops, resolve_device
@@ -174,6 +174,11 @@ def make_plan(
     if target.type != "xla" and (xla_cache is not None or strict):
         raise CoatbenchError(f"{'--xla-cache' if xla_cache is not None else '--strict'} applies to --device xla only")
     devices = check_devices(devices, target, notes)
+    if max(devices) > 1:
+        # Every cell's blocks as long as a block of several ranks: E divides X_N by X_1, and a
+        # short block reads slow by the launch latency at its start (in results/h200x2, blocks of
+        # 2 compiled steps on one GPU read 3% under the plain loop), which would lift E.
+        budget = dataclasses.replace(budget, block_time=max(budget.block_time, RANK_BLOCK_S))
     if target.type == "xla" and channels_last:
         channels_last = False  # XLA picks its own layouts: a memory format means nothing there
     cells = tuple(
