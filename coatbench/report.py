@@ -318,11 +318,15 @@ def build_reports(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> 
         cell = _cell(row.spec.network, row.spec.mode, row.spec.batch_per_core)
         groups[condition_key(row.env, row.spec)][cell].append(row)  # every run of a cell
     singles = single_device_runs(rows)
-    return [_report(suite, cells, accuracies, singles) for cells in groups.values()]
+    return [_report(suite, cells, accuracies, singles, rows) for cells in groups.values()]
 
 
 def _report(
-    suite: Suite, cells: dict[tuple, list[Row]], accuracies: Accuracies, singles: dict[tuple, list[Row]]
+    suite: Suite,
+    cells: dict[tuple, list[Row]],
+    accuracies: Accuracies,
+    singles: dict[tuple, list[Row]],
+    every_row: Sequence[Row],
 ) -> Report:
     first = next(iter(cells.values()))[0]
     days = sorted({r.timestamp[:10] for runs in cells.values() for r in runs})
@@ -380,6 +384,8 @@ def _report(
             )
             report.lines.append(line)
             by_label[setting.name, suite_row.label] = line
+    if not report.self_tests:
+        report.self_tests = sweep_self_tests(suite, cells, every_row)
     report.verdicts = _verdicts(report, suite, by_label)
     report.notes += _notes(report, cells)
     return report
@@ -409,7 +415,7 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
             f"Position self-test (the baseline measured last vs first in one round, an A/A): {tests}; {verdict}"
         )
     else:
-        notes.append("Position self-test: not run (these rows were measured without rounds)")
+        notes.append("Position self-test: not run (no sweep of these rows measured a baseline first and last)")
     unstable = [(line, key, m) for line in report.lines for key, m in line.cells.items() if m.unstable]
     if unstable:
         notes.append(f"Unstable (marked ~): {len(unstable)} cell(s), e.g. {unstable[0][0].label} "
@@ -428,8 +434,27 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
 SUPERSEDED_NOTE = "Left out: {} run(s) by older code; each cell shows only the runs of the commit that measured it last"
 
 
-def position_self_tests(runs: Sequence[Row], setting: str = "") -> list[SelfTest]:
-    """The position self-tests among `runs`: each LAST with the FIRST of its sweep, round and cell."""
+def sweep_self_tests(suite: Suite, cells: dict[tuple, list[Row]], every_row: Sequence[Row]) -> list[SelfTest]:
+    """The self-tests of the sweeps that measured `cells`, run on cells of other conditions.
+
+    A sweep on several devices runs its self-test on one device only (the cells of N devices
+    are never the baseline measured twice), yet the order that it tests is the sweep's, on the
+    same machine: an order-sensitive machine makes the N-device verdicts inconclusive too."""
+    sweeps = {r.trial.sweep for runs in cells.values() for r in runs if r.trial}
+    of_sweeps = [r for r in every_row if r.trial and r.trial.sweep in sweeps and r.trial.self_test]
+    tests = []
+    for setting in suite.settings:
+        base_key = json.dumps(setting.baseline.config.spec(), sort_keys=True)
+        runs = [r for r in of_sweeps if json.dumps(dict(r.spec.network), sort_keys=True) == base_key]
+        for devices in sorted({r.spec.devices for r in runs}):
+            where = f" ({devices} device{'s' if devices > 1 else ''}, same sweep)"
+            tests += position_self_tests([r for r in runs if r.spec.devices == devices], setting.name, where)
+    return tests
+
+
+def position_self_tests(runs: Sequence[Row], setting: str = "", where: str = "") -> list[SelfTest]:
+    """The position self-tests among `runs`: each LAST with the FIRST of its sweep, round and cell
+    (`where` follows the cell's name)."""
 
     def key(r: Row) -> tuple:
         return r.trial.sweep, r.trial.round, run_key(r.env, r.spec)
@@ -440,7 +465,8 @@ def position_self_tests(runs: Sequence[Row], setting: str = "") -> list[SelfTest
         first = firsts.get(key(last))
         if first is not None:
             change, u = ratio_with_uncertainty(last.samples, first.samples)
-            tests.append(SelfTest(setting, f"{last.spec.mode} per-core {last.spec.batch_per_core}", change, u))
+            cell = f"{last.spec.mode} per-core {last.spec.batch_per_core}{where}"
+            tests.append(SelfTest(setting, cell, change, u))
     return tests
 
 

@@ -67,22 +67,24 @@ def test_paired_change_on_known_samples():
 ENV = Env("0.1.0", None, "3.11", "2.13", None, None, None, "cpu", "Test CPU", 1, "Test CPU", 2, 2)
 
 
-def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0):
+def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0, devices=(1,)):
     """Rows of one sweep of `suite` with made-up speeds: speed(label, mode, round) images/s;
-    the first setting's baseline measured first and last in round 0 at the given levels."""
+    the first setting's baseline measured first and last in round 0 at the given levels, on
+    one device (as a sweep on several devices does)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for setting in suite.settings:
+    for setting, n in ((setting, n) for n in devices for setting in suite.settings):
         for row in setting.rows:
             counted = ModelCount(row.config, 1, 1, 6, {})
             for mode in suite.modes:
                 for batch in suite.batch_sizes:
-                    cell = Cell(row.config, mode, batch, Dtype.FP32)
+                    cell = Cell(row.config, mode, batch, Dtype.FP32, devices=n)
                     for round_ in range(rounds):
                         level = speed(row.label, mode.value, round_) * (1 + jitter * rng.standard_normal())
                         ends = [("", 1.0)]
                         if (
-                            round_ == 0
+                            n == 1
+                            and round_ == 0
                             and row is setting.rows[0]
                             and (mode, batch) == (suite.modes[0], suite.batch_sizes[0])
                         ):
@@ -90,7 +92,8 @@ def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0)
                         for end, factor in ends:
                             samples = [level * factor * (1 + 0.001 * (i % 3 - 1)) for i in range(6)]
                             trial = Trial("sweep-1", 5, round_, rounds, 0, round_, end)
-                            rows.append(make_row(cell, Measurement(Status.OK, samples, 1), counted, ENV, (), trial))
+                            env = dataclasses.replace(ENV, device_count=n)
+                            rows.append(make_row(cell, Measurement(Status.OK, samples, 1), counted, env, (), trial))
     return rows
 
 
@@ -123,6 +126,20 @@ def test_an_order_sensitive_machine_makes_every_verdict_inconclusive():
     assert shaky.order_sensitive and shaky.self_tests[0].change == pytest.approx(0.08, abs=0.005)
     assert {v.verdict for v in shaky.verdicts if v.verdict != "untested"} == {"inconclusive (order-sensitive)"}
     assert "order-sensitive" in to_markdown([shaky]) and '"order_sensitive": true' in to_json([shaky])
+
+
+def test_the_one_device_self_test_of_a_sweep_holds_for_its_cells_on_several_devices():
+    """A sweep on several devices tests the position on one device only; the verdicts of its
+    2-device cells, measured in the same rounds on the same machine, stand or fall with it."""
+    suite = load_suite("table8")
+    speeds = lambda label, mode, round_: 100.0 * (1.3 if label == "head size 32 -> 64" else 1.0)  # noqa: E731
+    for level, sensitive in ((1.01, False), (1.08, True)):
+        reports = build_reports(suite, sweep_rows(suite, speeds, self_test=(1.0, level), devices=(1, 2)), load())
+        (two,) = [report for report in reports if report.devices == 2]
+        assert two.order_sensitive is sensitive
+        assert two.self_tests[0].cell.endswith("(1 device, same sweep)")
+        head = {v.verdict for v in two.verdicts if v.claim.startswith("head")}
+        assert head == ({"inconclusive (order-sensitive)"} if sensitive else {"consistent"})
 
 
 def test_single_run_verdicts_say_so(ci_suite):
