@@ -347,3 +347,32 @@ def test_the_committed_reports_are_what_report_renders_now(cli, hardware):
     result = cli("report", str(root / "table8.jsonl"), "--format", "markdown", cwd=root.parents[1])
     assert result.returncode == 0, result.stderr
     assert result.stdout == (root / "table8.md").read_text()  # re-render: see CONTRIBUTING.md
+
+
+@pytest.mark.parametrize("width", [100, 60])
+def test_a_table_wider_than_the_console_keeps_every_character_of_its_figures(monkeypatch, width):
+    """rich narrows a table that does not fit by cutting cells ("128" read "12") or dropping a
+    column; the speed table of a 2x H200 sweep (12 columns) must keep every figure whole: on one
+    line at 100 columns, folded onto more lines at 60."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    import coatbench.views.console as console_module
+    from coatbench.views.speed import show_rows, speed_table
+
+    out = io.StringIO()
+    monkeypatch.setattr(console_module, "console", Console(width=width, file=out))
+    rows = [r for r in read_rows(Path("results/h200x2/scaling.jsonl")) if r.trial.sweep.endswith("-105403684")]
+    show_rows(rows, Format.TABLE, "Throughput")
+    table = out.getvalue().split("In every row")[0]
+    assert max(len(line) for line in table.splitlines()) <= width
+    lines = speed_table(rows)[0]
+    shown = [column for column in lines[0] if len({line[column] for line in lines}) > 1]
+    cells = [line[column] for line in lines for column in shown]
+    if width == 100:
+        assert all(value in table for value in cells) and "variant" in table
+    figures = re.sub(r"\s", "", table)
+    for value in cells:  # folded or not, a figure's characters come in order, none left out
+        assert re.search(".*?".join(map(re.escape, value.replace(" ", ""))), figures), value

@@ -7,6 +7,7 @@ that `coatbench --help` answers at once.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -68,21 +69,41 @@ def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Seque
     # a column with one value in every row is said once, under the table, to leave room for the rest
     columns = list(rows[0]) if rows else []
     same = [c for c in columns if len(rows) > 1 and len({row[c] for row in rows}) == 1 and c not in LEFT_ALIGNED]
-    # rich fits the table to the console: numbers keep one line and the text columns wrap at
-    # spaces or fold; nothing is cut, so no number ever loses a digit
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     shown = [c for c in columns if c not in same]
-    for column in shown:
-        text = column in LEFT_ALIGNED
-        table.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not text)
-    for row in rows:
-        table.add_row(*(row[c] for c in shown))
     if rows:
-        console.print(table)
+        console.print(_fitted_table(rows, shown))
     if same:
         console.print(Text("In every row: " + ", ".join(f"{c} {rows[0][c]}" for c in same), overflow="fold"))
     for note in notes:
         console.print(Text(note, overflow="fold"))
+
+
+def _fitted_table(rows: Sequence[dict[str, str]], shown: Sequence[str]) -> Table:
+    """The table at the console's width, with no character of a number cut.
+
+    rich narrows a column that does not fit by cutting its cells ("128" reads "12") or drops it
+    altogether. So the table is built in three steps, each tried only if the one before is too
+    wide: numbers and headers on one line; then headers broken at their spaces ("peak" over
+    "GiB") and one space between columns (the box's); then numbers folded onto further lines too. Text
+    columns always wrap at spaces."""
+    for narrow, fold_numbers in ((False, False), (True, False), (True, True)):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0) if narrow else (0, 1))
+        for column in shown:
+            text = column in LEFT_ALIGNED
+            header = column.replace(" ", "\n") if narrow else column
+            no_wrap = not (text or fold_numbers)
+            table.add_column(header, justify="left" if text else "right", overflow="fold", no_wrap=no_wrap)
+        for row in rows:
+            table.add_row(*(row[c] for c in shown))
+        if _natural_width(table) <= console.width:
+            break
+    return table
+
+
+def _natural_width(table: Table) -> int:
+    """The width a table takes unconstrained (console.measure clamps it to the console's)."""
+    unconstrained = Console(width=10_000, file=io.StringIO())
+    return unconstrained.measure(table).maximum
 
 
 def markdown(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()) -> str:
