@@ -122,7 +122,9 @@ def render(out: Path) -> str:
         "coatbench 1 GPU leaves out the position self-test's second run of the baseline, as E does. Rounds: those "
         "of the 2-GPU cell that ran, of those planned (a sweep cut short by the machine's time keeps its rows). "
         "Before 03679fb a one-GPU cell was timed in blocks of about 0.2 s (1-2 steps) beside 2-GPU blocks of at "
-        "least 1 s; since then every cell of a sweep with several devices is timed in blocks of at least 1 s.",
+        "least 1 s, which reads the one-GPU figure slow and lifts E; since then every cell of a sweep with several "
+        "devices is timed in blocks of about 1 s or more. A line of one round has an E interval from its blocks "
+        "alone, which leaves out how far whole runs wander.",
     ]
     return "\n".join(header + lines + footer) + "\n"
 

@@ -12,6 +12,7 @@ every core's process follows step for step).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -117,7 +118,9 @@ def build_step(cell: Cell, device: torch.device, ops=None, model: torch.nn.Modul
     capture_stream = torch.cuda.Stream(device) if cell.execution.captures else None
     if capture_stream is not None:
         capture_stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(capture_stream):  # a no-op when nothing is captured
+    # (torch.cuda.stream(None) would look up the current CUDA device, so no CUDA context is
+    # created on a CPU or XLA cell of a GPU host)
+    with torch.cuda.stream(capture_stream) if capture_stream is not None else contextlib.nullcontext():
         forward = ops.wrap_model(model, training=cell.mode is Mode.TRAIN)  # DDP on several ranks
 
     def autocast():
@@ -216,11 +219,12 @@ def check_cell(cell: Cell, device: torch.device) -> None:
     if cell.execution.captures:
         if device.type != "cuda":
             raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
-        if cell.devices > 1 and cell.execution.compiles:
-            # eager steps under DDP are captured (build_step); a compiled step under DDP has not
-            # been measured captured, so coatbench does not offer it
+        if cell.devices > 1 and cell.execution.compiles and cell.mode is Mode.TRAIN:
+            # an eager step under DDP is captured (build_step); a compiled one has not been
+            # measured captured under DDP, so coatbench does not offer it (inference runs
+            # replicas, each captured as on one device)
             raise CoatbenchError(
-                "--execution compile+cuda-graphs is for one device: use cuda-graphs or compile with --devices"
+                "--compile with --cuda-graphs trains on one device only: drop one of them, or use --devices 1"
             )
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
             raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")

@@ -66,7 +66,11 @@ SCALING_NOTE = (
 
 
 def scaling_of(runs: Sequence[Row], single: Sequence[Row] | None) -> Scaling | None:
-    """The scaling efficiency of a cell on several devices (`runs`) against its one-device runs."""
+    """The scaling efficiency of a cell on several devices (`runs`) against its one-device runs
+    of the same sweeps: a one-device run from elsewhere (another sweep, measured in blocks of
+    another length or on a quieter afternoon) would make E an unpaired comparison."""
+    sweeps = {r.trial.sweep for r in runs if r.trial}
+    single = [r for r in single or () if r.trial and r.trial.sweep in sweeps]
     if not single:
         return None
     many, one = cell_summary(runs), cell_summary(single)
@@ -415,7 +419,10 @@ def _notes(report: Report, cells: dict[tuple, list[Row]]) -> list[str]:
             f"Position self-test (the baseline measured last vs first in one round, an A/A): {tests}; {verdict}"
         )
     else:
-        notes.append("Position self-test: not run (no sweep of these rows measured a baseline first and last)")
+        measured_in_rounds = any(r.trial for runs in cells.values() for r in runs)
+        why = "no sweep of these rows measured a baseline first and last" if measured_in_rounds else (
+            "these rows were measured without rounds")  # fmt: skip
+        notes.append(f"Position self-test: not run ({why})")
     unstable = [(line, key, m) for line in report.lines for key, m in line.cells.items() if m.unstable]
     if unstable:
         notes.append(f"Unstable (marked ~): {len(unstable)} cell(s), e.g. {unstable[0][0].label} "
@@ -440,15 +447,20 @@ def sweep_self_tests(suite: Suite, cells: dict[tuple, list[Row]], every_row: Seq
     A sweep on several devices runs its self-test on one device only (the cells of N devices
     are never the baseline measured twice), yet the order that it tests is the sweep's, on the
     same machine: an order-sensitive machine makes the N-device verdicts inconclusive too."""
-    sweeps = {r.trial.sweep for runs in cells.values() for r in runs if r.trial}
-    of_sweeps = [r for r in every_row if r.trial and r.trial.sweep in sweeps and r.trial.self_test]
+
+    def sweep_and_machine(r: Row) -> tuple:  # a resumed sweep may have gone on on another machine
+        return r.trial.sweep, r.env.device_type, r.env.device_name, r.env.cpu_model
+
+    sweeps = {sweep_and_machine(r) for runs in cells.values() for r in runs if r.trial}
+    of_sweeps = [r for r in every_row if r.trial and r.trial.self_test and sweep_and_machine(r) in sweeps]
     tests = []
     for setting in suite.settings:
         base_key = json.dumps(setting.baseline.config.spec(), sort_keys=True)
         runs = [r for r in of_sweeps if json.dumps(dict(r.spec.network), sort_keys=True) == base_key]
-        for devices in sorted({r.spec.devices for r in runs}):
-            where = f" ({devices} device{'s' if devices > 1 else ''}, same sweep)"
-            tests += position_self_tests([r for r in runs if r.spec.devices == devices], setting.name, where)
+        for execution, devices in sorted({(r.spec.execution, r.spec.devices) for r in runs}):
+            where = f" ({execution}, {devices} device{'s' if devices > 1 else ''}, same sweep)"
+            alike = [r for r in runs if (r.spec.execution, r.spec.devices) == (execution, devices)]
+            tests += position_self_tests(alike, setting.name, where)
     return tests
 
 

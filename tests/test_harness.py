@@ -74,6 +74,14 @@ def test_bad_cells_are_refused():
             check_cell(Cell(TINY, Mode.INFER, 1, execution=execution), torch.device("xla"))
     with pytest.raises(CoatbenchError, match="use --dtype bf16"):
         check_cell(Cell(TINY, Mode.TRAIN, 1, Dtype.FP16), torch.device("xla"))
+    # a captured eager step trains under DDP; a captured compiled one is one device's only, while
+    # inference replicas may capture either (check_cell needs no GPU to say so)
+    cuda, both = torch.device("cuda"), Execution.COMPILE_CUDA_GRAPHS
+    with pytest.raises(CoatbenchError, match="trains on one device only: drop one of them, or use --devices 1"):
+        check_cell(Cell(TINY, Mode.TRAIN, 1, execution=both, devices=2), cuda)
+    for cell in (Cell(TINY, Mode.TRAIN, 1, execution=Execution.CUDA_GRAPHS, devices=2),
+                 Cell(TINY, Mode.INFER, 1, execution=both, devices=2)):  # fmt: skip
+        check_cell(cell, cuda)
 
 
 def test_folded_bn_computes_the_same_function():

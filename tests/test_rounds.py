@@ -67,7 +67,7 @@ def test_paired_change_on_known_samples():
 ENV = Env("0.1.0", None, "3.11", "2.13", None, None, None, "cpu", "Test CPU", 1, "Test CPU", 2, 2)
 
 
-def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0, devices=(1,)):
+def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0, devices=(1,), sweep="sweep-1"):
     """Rows of one sweep of `suite` with made-up speeds: speed(label, mode, round) images/s;
     the first setting's baseline measured first and last in round 0 at the given levels, on
     one device (as a sweep on several devices does)."""
@@ -91,7 +91,7 @@ def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0,
                             ends = [(FIRST, self_test[0]), (LAST, self_test[1])]
                         for end, factor in ends:
                             samples = [level * factor * (1 + 0.001 * (i % 3 - 1)) for i in range(6)]
-                            trial = Trial("sweep-1", 5, round_, rounds, 0, round_, end)
+                            trial = Trial(sweep, 5, round_, rounds, 0, round_, end)
                             env = dataclasses.replace(ENV, device_count=n)
                             rows.append(make_row(cell, Measurement(Status.OK, samples, 1), counted, env, (), trial))
     return rows
@@ -137,9 +137,14 @@ def test_the_one_device_self_test_of_a_sweep_holds_for_its_cells_on_several_devi
         reports = build_reports(suite, sweep_rows(suite, speeds, self_test=(1.0, level), devices=(1, 2)), load())
         (two,) = [report for report in reports if report.devices == 2]
         assert two.order_sensitive is sensitive
-        assert two.self_tests[0].cell.endswith("(1 device, same sweep)")
+        assert two.self_tests[0].cell.endswith("(eager, 1 device, same sweep)")
         head = {v.verdict for v in two.verdicts if v.claim.startswith("head")}
         assert head == ({"inconclusive (order-sensitive)"} if sensitive else {"consistent"})
+    # another sweep's self-test says nothing of this one's order
+    alone = sweep_rows(suite, speeds, devices=(2,), sweep="sweep-2")
+    other = sweep_rows(suite, speeds, self_test=(1.0, 1.08), sweep="sweep-3")
+    (two,) = [report for report in build_reports(suite, alone + other, load()) if report.devices == 2]
+    assert two.self_tests == [] and not two.order_sensitive
 
 
 def test_single_run_verdicts_say_so(ci_suite):

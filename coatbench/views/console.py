@@ -78,32 +78,53 @@ def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Seque
         console.print(Text(note, overflow="fold"))
 
 
+# The layouts a table tries, each only if the one before is too wide: (headers broken at spaces
+# with one space between columns, numbers wrapped at their spaces, words kept whole, the width
+# that must fit: every cell on one line or every wrappable cell wrapped). The last one always fits.
+LAYOUTS = (
+    (False, False, True, "maximum"),
+    (True, False, True, "maximum"),
+    (True, False, True, "minimum"),
+    (True, True, True, "minimum"),
+    (True, True, False, "minimum"),
+)
+
+
 def _fitted_table(rows: Sequence[dict[str, str]], shown: Sequence[str]) -> Table:
     """The table at the console's width, with no character of a number cut.
 
     rich narrows a column that does not fit by cutting its cells ("128" reads "12") or drops it
-    altogether. So the table is built in three steps, each tried only if the one before is too
-    wide: numbers and headers on one line; then headers broken at their spaces ("peak" over
-    "GiB") and one space between columns (the box's); then numbers folded onto further lines too. Text
-    columns always wrap at spaces."""
-    for narrow, fold_numbers in ((False, False), (True, False), (True, True)):
+    altogether. So each layout of LAYOUTS is tried only if the one before is too wide: numbers,
+    text and headers on one line; then headers broken at their spaces ("peak" over "GiB") with
+    one space between columns (the box's); then text wrapped at spaces; then numbers wrapped at
+    their spaces too ("1,033.2" over "+-0.9%"); at last, on a console too narrow for any of
+    those, every cell folded wherever it must, which splits words but loses no character."""
+    for narrow, fold_numbers, whole_words, width in LAYOUTS:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0) if narrow else (0, 1))
         for column in shown:
             text = column in LEFT_ALIGNED
             header = column.replace(" ", "\n") if narrow else column
             no_wrap = not (text or fold_numbers)
-            table.add_column(header, justify="left" if text else "right", overflow="fold", no_wrap=no_wrap)
+            # a wrapped cell breaks at its spaces only: no column narrower than its longest word
+            words = [word for value in (header, *(row[column] for row in rows)) for word in value.split()]
+            table.add_column(
+                header,
+                justify="left" if text else "right",
+                overflow="fold",
+                no_wrap=no_wrap,
+                min_width=max(map(len, words), default=1) if whole_words and not no_wrap else None,
+            )
         for row in rows:
             table.add_row(*(row[c] for c in shown))
-        if _natural_width(table) <= console.width:
+        if getattr(_unconstrained_width(table), width) <= console.width:
             break
     return table
 
 
-def _natural_width(table: Table) -> int:
-    """The width a table takes unconstrained (console.measure clamps it to the console's)."""
-    unconstrained = Console(width=10_000, file=io.StringIO())
-    return unconstrained.measure(table).maximum
+def _unconstrained_width(table: Table):
+    """The widths a table takes with room to spare (console.measure clamps them to the console's):
+    `maximum` with every cell on one line, `minimum` with every wrappable cell wrapped."""
+    return Console(width=10_000, file=io.StringIO()).measure(table)
 
 
 def markdown(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()) -> str:
