@@ -356,13 +356,6 @@ def _report(
     by_label: dict[tuple[str, str], Line] = {}
     for setting in suite.settings:
         baseline_row = setting.baseline
-        base_key = json.dumps(baseline_row.config.spec(), sort_keys=True)
-        report.self_tests += [
-            test
-            for key, runs in cells.items()
-            if key[0] == base_key
-            for test in position_self_tests(runs, setting.name)
-        ]
         for suite_row in setting.rows:
             measured, size = {}, None
             for mode in report.modes:
@@ -388,8 +381,7 @@ def _report(
             )
             report.lines.append(line)
             by_label[setting.name, suite_row.label] = line
-    if not report.self_tests:
-        report.self_tests = sweep_self_tests(suite, cells, every_row)
+    report.self_tests = sweep_self_tests(suite, cells, every_row)
     report.verdicts = _verdicts(report, suite, by_label)
     report.notes += _notes(report, cells)
     return report
@@ -442,11 +434,13 @@ SUPERSEDED_NOTE = "Left out: {} run(s) by older code; each cell shows only the r
 
 
 def sweep_self_tests(suite: Suite, cells: dict[tuple, list[Row]], every_row: Sequence[Row]) -> list[SelfTest]:
-    """The self-tests of the sweeps that measured `cells`, run on cells of other conditions.
+    """The position self-tests of the sweeps that measured `cells`, on the same machine.
 
-    A sweep on several devices runs its self-test on one device only (the cells of N devices
-    are never the baseline measured twice), yet the order that it tests is the sweep's, on the
-    same machine: an order-sensitive machine makes the N-device verdicts inconclusive too."""
+    Order-sensitivity belongs to a sweep, not to a condition: a sweep on several devices runs
+    its self-test on one device only (the cells of N devices are never the baseline measured
+    twice), yet an order-sensitive machine makes its N-device verdicts inconclusive too. A test
+    run under another condition than `cells`' says which."""
+    mine = next(iter(cells.values()))[0].spec
 
     def sweep_and_machine(r: Row) -> tuple:  # a resumed sweep may have gone on on another machine
         return r.trial.sweep, r.env.device_type, r.env.device_name, r.env.cpu_model
@@ -458,8 +452,9 @@ def sweep_self_tests(suite: Suite, cells: dict[tuple, list[Row]], every_row: Seq
         base_key = json.dumps(setting.baseline.config.spec(), sort_keys=True)
         runs = [r for r in of_sweeps if json.dumps(dict(r.spec.network), sort_keys=True) == base_key]
         for execution, devices in sorted({(r.spec.execution, r.spec.devices) for r in runs}):
-            where = f" ({execution}, {devices} device{'s' if devices > 1 else ''}, same sweep)"
             alike = [r for r in runs if (r.spec.execution, r.spec.devices) == (execution, devices)]
+            other = (execution, devices) != (mine.execution, mine.devices)
+            where = f" ({execution}, {devices} device{'s' if devices > 1 else ''}, same sweep)" if other else ""
             tests += position_self_tests(alike, setting.name, where)
     return tests
 

@@ -2,6 +2,7 @@
 (the CPU is the test path): rows of two ranks, the straggler index, a rank that dies, the
 scaling efficiency, and the planning around them."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -138,6 +139,24 @@ def test_scaling_efficiency_pairs_the_rounds_and_flags_what_cannot_be(tmp_path):
     rows = _rows({1: [100.0, 100.0], 2: [104.0, 105.0]}, tmp_path)
     superlinear = scaling_of([r for r in rows if r.spec.devices == 2], [r for r in rows if r.spec.devices == 1])
     assert superlinear.efficiency > SUPERLINEAR and superlinear.suspect and superlinear.text.startswith("!")
+
+    # one device measured in another sweep (other blocks, another hour) is no X_1 for this one
+    elsewhere = [dataclasses.replace(r, trial=dataclasses.replace(r.trial, sweep="other")) for r in one]
+    assert scaling_of(many, elsewhere) is None and scaling_of(many, elsewhere + one).efficiency == pytest.approx(0.98)
+
+
+def test_one_device_cells_of_a_sweep_on_several_devices_are_timed_in_blocks_as_long_as_the_ranks(tmp_path):
+    """X_1 and X_N in blocks alike: a short block reads slow by the launch latency at its start."""
+    from coatbench.distributed import RANK_BLOCK_S
+
+    def plan(devices):
+        return make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
+                         batch_sizes=[2], devices=devices, out=tmp_path / "x.jsonl")  # fmt: skip
+
+    alone, several = plan([1]), plan([2])
+    assert alone.budget.block_time < RANK_BLOCK_S <= several.budget.block_time
+    one = next(slot for slot in several.slots if slot.timed and slot.cell.devices == 1)
+    assert several.budget_of(one).block_time >= RANK_BLOCK_S
 
 
 def test_the_table8_report_shows_e_for_each_row_on_several_devices(tmp_path):
