@@ -5,7 +5,10 @@ interpreter and its installed dependencies, so only coatbench's code differs bet
 two. Interleaving spreads the machine's drift (other jobs, thermals) over both sides,
 which is what makes a comparison on a shared runner trustworthy; the order alternates
 (A B, B A, ...) so that a steady drift does not favour the side that runs first. Each round
-is one run of each side; the comparison pairs the runs of a round (`compare_rows(paired=True)`).
+is one run of each side (its suite measured in one round of its own); the comparison pairs the
+runs of a round (`compare_rows(paired=True)`). With `--rounds auto` rounds are added until every
+cell (and all cells together) is resolved as regressed, improved or unchanged at the threshold,
+or until another round would not fit in the time budget.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from coatbench.compare import Comparison, judge
+from coatbench.compare import Comparison, Outcome, judge
 from coatbench.errors import CoatbenchError
+from coatbench.options import Rounds
 from coatbench.results import Row, read_rows
 
 
@@ -34,15 +39,18 @@ def run_ab(
     ref_a: str,
     ref_b: str,
     suite: str,
-    rounds: int,
+    rounds: Rounds,
+    budget_s: float,
     extra_args: list[str],
     repo: Path = Path("."),
     on_round: Callable[[int, str], None] = lambda round_index, ref: None,
+    enough: Callable[[list[Row], list[Row]], bool] = lambda rows_a, rows_b: False,
 ) -> tuple[list[Row], list[Row]]:
     """Measure `suite` with revisions A and B interleaved; the rows of each, one per cell and round,
-    in round order."""
-    if rounds < 1:
-        raise CoatbenchError(f"--rounds must be at least 1, got {rounds}")
+    in round order. With `rounds.auto`, after the minimum, rounds go on until `enough` says so or
+    another round (as long as the longest so far) would end past `budget_s`."""
+    if rounds.count < 1:
+        raise CoatbenchError(f"--rounds must be at least 1, got {rounds.count}")
     top = Path(_git("rev-parse", "--show-toplevel", cwd=repo))
     shas = [_git("rev-parse", "--verify", f"{ref}^{{commit}}", cwd=top) for ref in (ref_a, ref_b)]
     suite_arg = str(Path(suite).resolve()) if suite.endswith(".toml") else suite
@@ -52,44 +60,59 @@ def run_ab(
             tree = Path(tmp) / name
             _git("worktree", "add", "--detach", str(tree), sha, cwd=top)
             trees.append(tree)
+        files = [Path(tmp) / f"{name}.jsonl" for name in "ab"]
         try:
-            for round_index in range(rounds):
+            started, longest, round_index = time.monotonic(), 0.0, 0
+            while True:
+                began = time.monotonic()
                 # A B, then B A, ...: a drift during the run weighs on both sides alike
-                order = list(zip("ab", trees))[:: 1 if round_index % 2 == 0 else -1]
-                for name, tree in order:
+                order = list(zip("ab", trees, files))[:: 1 if round_index % 2 == 0 else -1]
+                for name, tree, out in order:
                     on_round(round_index, name)
-                    env = {**os.environ, "PYTHONPATH": str(tree)}
-                    command = [
-                        sys.executable,
-                        "-m",
-                        "coatbench",
-                        "run",
-                        suite_arg,
-                        "--quiet",
-                        "--out",
-                        str(Path(tmp) / f"{name}.jsonl"),
-                        *extra_args,
-                    ]
-                    out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-                    if out.returncode != 0:
-                        tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
-                        raise CoatbenchError(f"revision {name.upper()} failed to run {suite}: {tail}")
-            return tuple(read_rows(Path(tmp) / f"{name}.jsonl") for name in "ab")
+                    _run_side(name, tree, suite, suite_arg, out, extra_args)
+                round_index += 1
+                longest = max(longest, time.monotonic() - began)
+                if round_index < rounds.count:
+                    continue
+                if not rounds.auto or time.monotonic() - started + longest > budget_s:
+                    break
+                if enough(*(read_rows(f) for f in files)):
+                    break
+            return tuple(read_rows(f) for f in files)
         finally:
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top, capture_output=True)
+
+
+def _run_side(name: str, tree: Path, suite: str, suite_arg: str, out: Path, extra_args: list[str]) -> None:
+    """One run of a revision: its suite, one round, appended to `out`, with only its own code."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, "-m", "coatbench", "run", suite_arg, "--quiet", "--rounds", "1", "--out", str(out)]
+    result = subprocess.run([*command, *extra_args], cwd=tree, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise CoatbenchError(f"revision {name.upper()} failed to run {suite}: {tail}")
 
 
 def compare_revisions(
     ref_a: str,
     ref_b: str,
     suite: str,
-    rounds: int,
+    rounds: Rounds,
+    budget_s: float,
     extra_args: list[str],
     threshold: float,
     alpha: float,
     on_round: Callable[[int, str], None] = lambda round_index, ref: None,
 ) -> Comparison:
-    """`run_ab`, then each cell judged on its rounds, paired (A and B of a round ran side by side)."""
-    rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, extra_args, on_round=on_round)
+    """`run_ab`, then each cell judged on its rounds, paired (A and B of a round ran side by side);
+    with `rounds.auto`, rounds until every judgement is resolved (`compare.Outcome.resolved`)."""
+
+    def resolved(rows_a: list[Row], rows_b: list[Row]) -> bool:
+        found = judge(rows_a, rows_b, threshold, alpha, paired=True)
+        judged = [r for r in found.results if r.status is not Outcome.NOT_COMPARABLE]
+        judged += [found.overall] if found.overall else []
+        return all(r.status.resolved for r in judged)
+
+    rows_a, rows_b = run_ab(ref_a, ref_b, suite, rounds, budget_s, extra_args, on_round=on_round, enough=resolved)
     return judge(rows_a, rows_b, threshold, alpha, paired=True)

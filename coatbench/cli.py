@@ -17,7 +17,7 @@ from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import check_writable
 from coatbench.options import DeviceKind, Execution, Format, Modes, option_group
 from coatbench.views.console import print_error, print_note, print_table
-from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows
+from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows, stop_note
 
 # Plain help (no rich panels): defaults stay visible, flags show no placeholder, lines fit 100 columns.
 MANNERS = dict(no_args_is_help=True, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,7 +78,7 @@ Quiet = typed(options.SUITE_OPTIONS["quiet"])  # speed's too
 
 def planned(
     batch_sizes: str | None, devices: str, bucket_cap_mb: float, gradient_as_bucket_view: bool,
-    out: Path | None, resume: Path | None, **given,
+    out: Path | None, resume: Path | None, rounds: str, budget: str | None, **given,
 ) -> dict:  # fmt: skip
     """`measure_options` parsed and checked (before torch is imported), as keywords for
     `sweep.make_plan`; the rows' file is checked for writing before anything is measured."""
@@ -87,7 +87,11 @@ def planned(
     out = out or options.new_runs_path()
     check_writable(resume or out)
     sizes = {"batch_sizes": batches, "devices": options.parse_devices(devices), "ddp": ddp}
-    return {**given, **sizes, "out": out, "resume": resume}
+    rule = options.Rounds.parse(rounds)
+    if budget is not None and not rule.auto:
+        raise CoatbenchError("--budget bounds the rounds that --rounds auto adds: drop it, or use --rounds auto")
+    seconds = None if budget is None else options.parse_duration(budget, "--budget")
+    return {**given, **sizes, "out": out, "resume": resume, "rounds": rule, "time_budget_s": seconds}
 
 
 @app.command()
@@ -134,8 +138,9 @@ def speed(
 
     plan = make_plan([config], modes=mode.modes(), executions=[execution], **given)
     with progress(plan, quiet) as shown:
-        rows = run_plan(plan, shown)
-    show_rows(rows, fmt, title=f"Throughput on {plan.env.device_name}", notes=plan_notes(plan))
+        rows, result = run_plan(plan, shown)
+    notes = plan_notes(plan) + [stop_note(result)]
+    show_rows(rows, fmt, title=f"Throughput on {plan.env.device_name}", notes=notes)
 
 
 def _measure_suite(suite: str, execution: str, dry_run: bool, quiet: bool, measure: dict):
@@ -148,7 +153,10 @@ def _measure_suite(suite: str, execution: str, dry_run: bool, quiet: bool, measu
         show_dry_run(plan, estimate(plan), Format.TABLE)
         return suite, None
     with progress(plan, quiet) as shown:
-        return suite, run_plan(plan, shown)
+        rows, result = run_plan(plan, shown)
+    if not quiet:
+        print_note(stop_note(result))
+    return suite, rows
 
 
 @app.command()
@@ -248,9 +256,15 @@ def ab(
     ref_a: Annotated[str, typer.Argument(help="Git revision A (the baseline), e.g. origin/main or HEAD~1.")],
     ref_b: Annotated[str, typer.Argument(help="Git revision B (the change), e.g. HEAD.")],
     suite: Annotated[str, typer.Argument(help="Suite to measure with both.")] = "ci-cpu",
-    rounds: Annotated[int, typer.Option(help="Interleaved rounds: A B, B A, ... (at least 2 for a verdict).")] = 5,
+    rounds: Annotated[
+        str, typer.Option(help="Rounds A B, B A, ...: N, or auto (3, then more until every cell is resolved).")
+    ] = "auto",
+    budget: Annotated[str | None, typer.Option(help="auto: the wall time rounds may take. Default: 14m.")] = None,
     device: Device = DeviceKind.AUTO,
     batch_sizes: BatchSizes = None,
+    max_time: Annotated[
+        float | None, typer.Option(help="Each revision's --max-time per cell. Default: the run's own, 10 on a CPU.")
+    ] = None,
     fmt: FormatOpt = Format.TABLE,
     *,
     judge: dict,
@@ -260,9 +274,14 @@ def ab(
     from coatbench.ab import compare_revisions
     from coatbench.views.compare import round_printer, show_comparison
 
+    rule = options.Rounds.parse(rounds)
+    if budget is not None and not rule.auto:
+        raise CoatbenchError("--budget bounds the rounds that --rounds auto adds: drop it, or use --rounds auto")
+    seconds = options.AB_BUDGET_S if budget is None else options.parse_duration(budget, "--budget")
     extra = ["--device", device.value] + ([] if batch_sizes is None else ["--batch-sizes", batch_sizes])
+    extra += [] if max_time is None else ["--max-time", f"{max_time:g}"]
     cut, alpha = options.parse_fraction(judge["threshold"], "--threshold"), judge["alpha"]
-    comparison = compare_revisions(ref_a, ref_b, suite, rounds, extra, cut, alpha, round_printer(rounds))
+    comparison = compare_revisions(ref_a, ref_b, suite, rule, seconds, extra, cut, alpha, round_printer(rule))
     show_comparison(comparison, fmt)
     return comparison.exit_code(judge["allow_nothing_comparable"])
 

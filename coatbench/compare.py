@@ -6,15 +6,18 @@ shared VM) and move together: on this project's 2-core development VM, whole run
 code landed 2.5-31% apart while no run's own CI was wider than +-2%, and a test on pooled blocks
 called identical code slower at p down to 3e-17 (results/cpu/run_to_run.md). Each run is
 therefore reduced to its median, and
-the runs of a cell are compared: the change is the ratio of their geometric means, and a row is
-`regressed` only when the current run is slower than the baseline by more than the threshold
-AND a one-sided t-test on the log run medians says it is significantly slower than the
-baseline scaled down by that threshold (alpha 0.01 by default). Testing against the threshold,
-not against zero, is what keeps a real but small slowdown from being called a regression.
-Runs from `coatbench ab` are paired (A and B of one round ran side by side, sharing the
-machine's state), which cancels most of the run-to-run drift. With one run on a side the
-run-to-run noise is unknown: a change past the threshold is then `inconclusive`, never a
-verdict. Rows from different hardware or torch versions are `not comparable`.
+the runs of a cell are compared (`runs.CellRuns`): the change is the ratio of their geometric
+means, and each outcome is earned by a one-sided t-test on the log run values against the
+threshold (alpha 0.01 by default), as a report's verdicts are by their intervals:
+- `regressed`: significantly slower than the baseline scaled down by the threshold;
+- `improved`: significantly faster than the baseline scaled up by it;
+- `unchanged`: significantly not slower than the baseline scaled down by it;
+- `inconclusive`: none of these (too few runs, or too noisy for the threshold).
+Testing against the threshold, not against zero, is what keeps a real but small slowdown from
+being called a regression. Runs from `coatbench ab` are paired (A and B of one round ran side
+by side, sharing the machine's state), which cancels most of the run-to-run drift. With one run
+on a side the run-to-run noise is unknown: every outcome is then `inconclusive`. Rows from
+different hardware or torch versions are `not comparable`.
 """
 
 from __future__ import annotations
@@ -29,18 +32,24 @@ import numpy as np
 from scipy.stats import gmean, ttest_1samp, ttest_ind
 
 from coatbench.errors import CoatbenchError
-from coatbench.results import LAST, Row, Spec, read_rows, workload_key, write_rows
+from coatbench.results import Row, Spec, read_rows, workload_key, write_rows
+from coatbench.runs import CellRuns
 from coatbench.stats import identical_runs_allowed, spread_of_runs
 
 
 class Outcome(str, Enum):
     """A cell's outcome; only `regressed` fails a check."""
 
-    REGRESSED = "regressed"
-    INCONCLUSIVE = "inconclusive"  # past the threshold, not significantly; or one run a side
-    IMPROVED = "improved"
+    REGRESSED = "regressed"  # significantly slower than the threshold allows
+    INCONCLUSIVE = "inconclusive"  # none of the others is significant; or one run a side
+    IMPROVED = "improved"  # significantly faster than the threshold
     NOT_COMPARABLE = "not comparable"  # other hardware or torch, missing or unmeasured on a side
-    UNCHANGED = "unchanged"
+    UNCHANGED = "unchanged"  # significantly not slower than the threshold allows
+
+    @property
+    def resolved(self) -> bool:
+        """Whether more runs could change the outcome: `ab` adds rounds until none could."""
+        return self in (Outcome.REGRESSED, Outcome.IMPROVED, Outcome.UNCHANGED)
 
 
 @dataclass(frozen=True)
@@ -105,24 +114,36 @@ def _not_comparable(base: list[Row], cur: list[Row], paired: bool) -> str:
 def compare_runs(
     base: Sequence[float], cur: Sequence[float], threshold: float, alpha: float, paired: bool = False
 ) -> tuple[Outcome, float, float | None]:
-    """(status, change, p-value) from each run's median throughput (bigger is better); with
-    `paired`, base[i] and cur[i] ran side by side."""
+    """(outcome, change, p-value of the test that decided it) from each run's median throughput
+    (bigger is better); with `paired`, base[i] and cur[i] ran side by side."""
     log_base, log_cur = np.log(np.asarray(base, float)), np.log(np.asarray(cur, float))
     change = float(np.expm1(log_cur.mean() - log_base.mean()))
-    if abs(change) <= threshold:
-        return Outcome.UNCHANGED, change, None
     if min(len(log_base), len(log_cur)) < 2:
         return Outcome.INCONCLUSIVE, change, None  # one run: no idea how far runs wander on their own
-    side = "less" if change < 0 else "greater"
-    shift = np.log1p(-threshold if change < 0 else threshold)
-    with identical_runs_allowed():
-        if paired:
-            p = ttest_1samp(log_cur - log_base, shift, alternative=side).pvalue
-        else:
-            p = ttest_ind(log_cur, log_base + shift, equal_var=False, alternative=side).pvalue
-    if not p < alpha:  # also NaN: runs with no spread at all
-        return Outcome.INCONCLUSIVE, change, None if np.isnan(p) else float(p)
-    return (Outcome.REGRESSED if change < 0 else Outcome.IMPROVED), change, float(p)
+
+    def p_value(shift: float, side: str) -> float:
+        """p of: log(cur / base) is `side` than `shift`."""
+        with identical_runs_allowed():
+            if paired:
+                p = ttest_1samp(log_cur - log_base, shift, alternative=side).pvalue
+            else:
+                p = ttest_ind(log_cur, log_base + shift, equal_var=False, alternative=side).pvalue
+        return float(p)  # NaN: runs with no spread at all
+
+    slower, faster = np.log1p(-threshold), np.log1p(threshold)
+    tests = (
+        (Outcome.REGRESSED, p_value(slower, "less")),
+        (Outcome.IMPROVED, p_value(faster, "greater")),
+        (Outcome.UNCHANGED, p_value(slower, "greater")),
+    )
+    for outcome, p in tests:
+        if p < alpha:
+            return outcome, change, p
+    if all(np.isnan(p) for _, p in tests):  # no spread: the change is what it is
+        outcome = Outcome.REGRESSED if change < -threshold else Outcome.IMPROVED if change > threshold else None
+        return outcome or Outcome.UNCHANGED, change, None
+    closest = tests[0][1] if change < 0 else tests[2][1]
+    return Outcome.INCONCLUSIVE, change, None if np.isnan(closest) else closest
 
 
 def compare_rows(
@@ -151,7 +172,7 @@ def compare_rows(
         base_medians, cur_medians = run_values(base), run_values(cur)
         runs = (len(base_medians), len(cur_medians))
         status, change, p = compare_runs(base_medians, cur_medians, threshold, alpha, paired)
-        one_run = status is Outcome.INCONCLUSIVE and min(runs) < 2
+        one_run = min(runs) < 2
         why = "one run on a side: its run-to-run noise is unknown" if one_run else ""
         spread = spread_of_runs(cur_medians) if len(cur_medians) >= 2 else None
         results.append(
@@ -191,15 +212,8 @@ def _overall(baseline, current, results, threshold, alpha, paired) -> RowCompari
 
 
 def run_values(rows: Sequence[Row]) -> list[float]:
-    """One value per run, in order: a sweep's rows (its rounds; the self-test's second
-    measurement left out) give the geometric mean of their medians, a row without rounds its
-    median."""
-    runs: dict[object, list[float]] = {}
-    for index, row in enumerate(rows):
-        if row.trial is None or row.trial.self_test != LAST:
-            key = index if row.trial is None else row.trial.sweep
-            runs.setdefault(key, []).append(float(np.median(row.samples)))
-    return [float(gmean(medians)) for medians in runs.values()]
+    """One value per run of a cell, in order (`runs.CellRuns.sweep_values`)."""
+    return CellRuns.of(rows).sweep_values()
 
 
 def compare_files(

@@ -181,6 +181,9 @@ class RankOps:
     def close_window(self):
         return self.inner.close_window()
 
+    def host_timing(self) -> dict | None:
+        return self.inner.host_timing()  # this rank's
+
     def summary(self, images_per_rank_block: int, training: bool, peak_bytes: int | None) -> dict:
         """What the ranks measured (a collective: every rank calls it). Fields as
         `results.Distributed`."""

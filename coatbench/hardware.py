@@ -79,11 +79,18 @@ class DeviceOps:
 
     On CUDA the block is bracketed by events recorded on the stream, so host-side
     launch jitter before the first kernel is not counted; `stop` waits for the last one.
-    Eager CUDA and CPU steps need nothing after each step and never recompile.
+    In the timed window it also notes, per block, the host's seconds to issue the steps and how
+    long the device ran on after the last issue (`host_timing`): the launch queue is finite, so a
+    host ahead of the device waits too, and only that tail tells a device that had work queued
+    from one that waited on the host. Eager CUDA and CPU steps need nothing after each step and
+    never recompile.
     """
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
+        self.timing = False
+        self.issue_s: list[float] = []  # per timed block (CUDA)
+        self.tail_s: list[float] = []
 
     def schedule(self, budget: Budget) -> AdaptiveSchedule:
         return AdaptiveSchedule(budget)
@@ -93,16 +100,23 @@ class DeviceOps:
             self._begin = torch.cuda.Event(enable_timing=True)
             self._end = torch.cuda.Event(enable_timing=True)
             self._begin.record()
-        else:
-            self._t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
 
     def stop(self) -> float:
         """Seconds since `start`, once the device has finished the block."""
-        if self.cuda:
-            self._end.record()
-            self._end.synchronize()
-            return self._begin.elapsed_time(self._end) / 1e3
-        return time.perf_counter() - self._t0
+        if not self.cuda:
+            return time.perf_counter() - self._t0
+        issued = time.perf_counter()
+        self._end.record()
+        self._end.synchronize()
+        if self.timing:
+            self.issue_s.append(issued - self._t0)
+            self.tail_s.append(time.perf_counter() - issued)
+        return self._begin.elapsed_time(self._end) / 1e3
+
+    def host_timing(self) -> dict | None:
+        """The timed blocks' issue and tail seconds (`results.HostTiming`); None off CUDA."""
+        return {"issue_s": self.issue_s, "tail_s": self.tail_s} if self.cuda and self.issue_s else None
 
     def after_step(self) -> None:
         pass
@@ -124,10 +138,11 @@ class DeviceOps:
         return 0
 
     def open_window(self) -> None:
-        pass
+        self.timing = True
 
     def close_window(self) -> None:
         """Nothing to check: eager and compiled CPU/GPU steps are timed after their compilation."""
+        self.timing = False
         return None
 
 

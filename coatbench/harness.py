@@ -93,6 +93,7 @@ class Measurement:
     message: str = ""
     xla: dict | None = None  # XLA: compiles and fallbacks in the timed window, metrics
     distributed: dict | None = None  # several ranks: what each measured (`distributed.RankOps.summary`)
+    host: dict | None = None  # CUDA: each timed block's issue and tail seconds (`hardware.DeviceOps`)
 
 
 class CellTimeout(Exception):
@@ -318,6 +319,7 @@ def measure(
         ops.open_window()
         time_blocks(blocks, schedule, cell.batch_size, result)
         result.peak_memory_bytes = peak_memory_bytes(device)
+        result.host = ops.host_timing()
         window = ops.close_window()
         if window is not None:
             result.xla = window.info

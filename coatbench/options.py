@@ -118,7 +118,58 @@ class Budget:
         )
 
 
-DEFAULT_ROUNDS = 3
+@dataclass(frozen=True)
+class Rounds:
+    """`--rounds`: a fixed number of rounds, or `auto`: at least `count`, then more while a claim's
+    cell is unresolved and its projected need fits in the time budget (`--budget`)."""
+
+    count: int  # the rounds (fixed), or the minimum (auto)
+    auto: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Rounds:
+        if text.strip() == "auto":
+            return cls(MIN_ROUNDS, auto=True)
+        try:
+            count = int(text)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise CoatbenchError(f"invalid --rounds {text!r}: give auto or a number of rounds, e.g. 5")
+        return cls(count)
+
+    def describe(self) -> str:
+        return f"at least {self.count} rounds, more while a claim is unresolved (auto)" if self.auto else (
+            f"{self.count} round{'s' if self.count > 1 else ''}")  # fmt: skip
+
+
+# `--rounds auto` starts with this many: fewer leave a t-interval too wide to resolve anything
+# (with 2 rounds its 95% factor is 12.7, with 3 it is 4.3).
+MIN_ROUNDS = 3
+
+# `--budget` defaults, seconds of a sweep's wall time that later rounds may take, per device
+# kind. On a CPU the default table8 takes its three rounds in 7-8 minutes on the 2-core VM, and a
+# quick start should end within 10; on a GPU and a TPU: results/h200/README.md.
+DEFAULT_BUDGET_S = {"cpu": 9 * 60.0, "cuda": 20 * 60.0, "xla": 30 * 60.0}
+# `ab` adds rounds (each both revisions' whole suite) within this (benchmarks/guard_check.py)
+AB_BUDGET_S = 14 * 60.0
+
+
+def parse_duration(text: str, option: str) -> float:
+    """ "90", "90s", "15m", "1h" -> seconds, positive."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = text.strip()
+    scale = units.get(text[-1:], None) if text else None
+    try:
+        value = float(text[:-1] if scale else text) * (scale or 1.0)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value > 0):
+        raise CoatbenchError(f"invalid {option} {text!r}: give a time, e.g. 600, 90s, 15m or 1h")
+    return value
+
+
+DEFAULT_ROUNDS = MIN_ROUNDS
 # Timed blocks of a cell in one round, at least: the round's value is the median of its blocks,
 # and the uncertainty comes from the rounds, so one block will do where a block is long (a
 # CoAtNet-3 training step at 384 takes seconds on a CPU); short blocks fill the round's time.
@@ -235,7 +286,12 @@ MEASURE_OPTIONS = {
     "gradient_as_bucket_view": Declared(
         bool, False, "DDP: gradients as views into its buckets.", _flag("--gradient-as-bucket-view")
     ),
-    "rounds": Declared(int, 3, "Rounds: each cell is measured once per round, a setting's cells interleaved."),
+    "rounds": Declared(
+        str, "auto", "Rounds, each cell once a round, interleaved: N, or auto (3, then more while unresolved)."
+    ),
+    "budget": Declared(
+        str | None, None, "Wall time that rounds after the first 3 may take (auto). Default: 9m CPU, 20m GPU."
+    ),
     "seed": Declared(int | None, None, "Seed of the rounds' orders. Default: a new one (saved in every row)."),
     "processes": Declared(
         int | None, None, "Worker processes the rounds are spread over. Default: one a round; 1 on GPU."
@@ -257,7 +313,6 @@ JUDGE_OPTIONS = {
         bool, False, "Exit 0, not 3, when no cell could be compared.", _flag("--allow-nothing-comparable")
     ),
 }
-DEFAULT_ROUNDS = MEASURE_OPTIONS["rounds"].default
 # A top-1 of the user's own (`accuracy add`); no default: required.
 RECORD_OPTIONS = {
     "top1": Declared(float, ..., "Top-1 accuracy in percent."),

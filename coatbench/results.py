@@ -25,10 +25,12 @@ from typing import Any
 from coatbench.errors import CoatbenchError
 from coatbench.files import append_locked, write_atomically
 
-SCHEMA = 2  # the version of the row below; written in every row and checked on read
-# Schema 1 rows are read too: they have no `trial` (each is a single run of its own) and no
+SCHEMA = 3  # the version of the row below; written in every row and checked on read
+# Older rows are read too. Schema 1 rows have no `trial` (each is a single run of its own) and no
 # memory method, and a CPU's hardware key is rebuilt from the cpu_count and threads they recorded.
-READABLE_SCHEMAS = (1, 2)
+# Schema 2 rows marked the position self-test (`trial.self_test`: the baseline measured "first" and
+# "last" in round 0); the "last" one is read as what it was, a replicate of its cell (`Trial`).
+READABLE_SCHEMAS = (1, 2, 3)
 # And so are the rows of benchmarks/vs_timm.py's own format (results/h100/speed.jsonl): no
 # schema, `spec.implementation`; read by `_from_vs_timm`.
 
@@ -210,9 +212,6 @@ class Distributed:
     rank_peak_memory_bytes: list[int | None]
 
 
-FIRST, LAST = "first", "last"  # `Trial.self_test`: the two ends of the position self-test
-
-
 @dataclass(frozen=True)
 class Trial:
     """Where a run sat in its sweep (schema 2): a sweep measures each setting's cells in rounds,
@@ -221,10 +220,44 @@ class Trial:
     sweep: str  # shared by every row of one sweep: pairs a variant with its baseline round by round
     seed: int
     round: int  # 0-based
-    rounds: int
+    rounds: int  # the rounds planned: with --rounds auto the minimum, which later rounds extend
     position: int  # 0-based place in the round's order (the untimed warm-up copy is not counted)
     process: int  # the worker process that ran the round
-    self_test: str = ""  # FIRST or LAST: the baseline measured at both ends of the self-test round
+    # 1: the A/A control, the same cell measured a second time in the round at a place of its own
+    # (`rounds.schedule`); its change against replicate 0 is a variant's that cannot differ.
+    replicate: int = 0
+
+
+@dataclass(frozen=True)
+class HostTiming:
+    """How a GPU's steps were issued, per timed block: the host's seconds to issue the block's
+    steps, and how long the device went on running after the last was issued (the work still
+    queued). A device that runs faster than the host issues waits for every kernel, so it finishes
+    right after the last issue: that cell measures the host's kernel launches, not the device."""
+
+    issue_s: list[float]
+    tail_s: list[float]
+    queued_steps: float  # median over the blocks of tail / (device seconds per step)
+
+    @property
+    def host_bound(self) -> bool:
+        """Whether the device waited on the host (decided here, not saved: rows keep the figures)."""
+        return self.queued_steps < HOST_BOUND_QUEUE
+
+    @classmethod
+    def of(cls, blocks: Mapping[str, list[float]], batch_per_core: int, samples: Sequence[float]) -> HostTiming:
+        """From the blocks' issue and tail seconds and their samples (images/s per core, so a step
+        of the device takes batch / sample seconds)."""
+        queued = sorted(tail * sample / batch_per_core for tail, sample in zip(blocks["tail_s"], samples))
+        middle = len(queued) // 2
+        median = queued[middle] if len(queued) % 2 else (queued[middle - 1] + queued[middle]) / 2
+        return cls(list(blocks["issue_s"]), list(blocks["tail_s"]), median)
+
+
+# A block whose device ran on for less than this share of one step after the last issue had
+# (almost) nothing queued: the device waited on the host. Where the threshold comes from:
+# results/h200/host_bound.md.
+HOST_BOUND_QUEUE = 0.25
 
 
 @dataclass(frozen=True)
@@ -247,7 +280,12 @@ class Row:
     note: str | None = None  # a person's note on this row (e.g. why it was relabelled)
     trial: Trial | None = None  # None: a run of its own (schema 1, or measured outside a sweep)
     distributed: Distributed | None = None  # a run on several ranks
+    host: HostTiming | None = None  # GPU rows of schema 3: how the steps were issued
     schema: int = SCHEMA
+
+    @property
+    def replicate(self) -> int:
+        return self.trial.replicate if self.trial else 0
 
     @property
     def ok(self) -> bool:
@@ -269,8 +307,11 @@ class Row:
         if schema not in READABLE_SCHEMAS:
             newer = isinstance(schema, int) and schema > SCHEMA
             fix = "upgrade coatbench" if newer else "re-measure it with this coatbench"
-            readable = " and ".join(map(str, READABLE_SCHEMAS))
+            readable = ", ".join(map(str, READABLE_SCHEMAS[:-1])) + f" and {READABLE_SCHEMAS[-1]}"
             raise CoatbenchError(f"{where}: results schema {schema!r}, this coatbench reads schemas {readable}: {fix}")
+        if schema == 2 and isinstance(data.get("trial"), Mapping) and "self_test" in data["trial"]:
+            trial = {k: v for k, v in data["trial"].items() if k != "self_test"}
+            data = {**data, "trial": {**trial, "replicate": int(data["trial"]["self_test"] == "last")}}
         return _build(cls, data, where, "")
 
 
@@ -384,6 +425,12 @@ def _convert(hint, value, where: str, name: str):
     if not isinstance(value, accepted) or (base in (int, float) and isinstance(value, bool)):
         raise CoatbenchError(f"{where}: {name} is {type(value).__name__}, not {base.__name__}")
     return value
+
+
+def network_key(network: Mapping[str, Any]) -> str:
+    """The identity of a network: the model and every knob (`CoAtNetConfig.spec()` or a row's
+    `spec.network`), as one string."""
+    return json.dumps(dict(network), sort_keys=True)
 
 
 def workload_key(spec: Spec) -> str:

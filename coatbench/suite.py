@@ -2,12 +2,15 @@
 
 A suite is a TOML file (`coatbench/suites/NAME.toml`, linked from `benchmarks/`), or any
 file of the same form a user writes. Each setting lists rows (variants of one model); its
-baseline is the row marked `baseline = true`, else the first. Claims say which variant should
-be faster, by how much.
+baseline is the row marked `baseline = true`, else the first. A row marked `replicate = true`
+is the baseline measured a second time (an A/A row, the setting's A/A control at every cell);
+any other row that would measure the same network twice is refused. Claims say which variant
+(picked by its knobs, or by its label with `row`) should be faster, by how much.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import sys
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from coatbench.config import ABLATIONS, CoAtNetConfig, build_config
+from coatbench.config import ABLATIONS, CoAtNetConfig, build_config, variant_name
 from coatbench.errors import CoatbenchError
 from coatbench.options import Mode
 
@@ -31,6 +34,7 @@ class SuiteRow:
     label: str
     config: CoAtNetConfig
     knobs: tuple[tuple[str, object], ...]  # as written in the suite
+    replicate: bool = False  # the baseline measured a second time: an A/A row
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class Setting:
     def variants(self) -> tuple[SuiteRow, ...]:
         return tuple(row for i, row in enumerate(self.rows) if i != self.baseline_index)
 
+    @property
+    def replicate(self) -> SuiteRow | None:
+        """The A/A row, if the setting has one."""
+        return next((row for row in self.rows if row.replicate), None)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -57,6 +66,14 @@ class Claim:
     faster: str  # "variant" or "baseline"
     low: float  # the claimed speed-up of the faster one, as a fraction
     high: float | None = None
+    row: str | None = None  # or the label that picks it
+
+    def selects(self, setting: Setting) -> SuiteRow | None:
+        """The variant row of `setting` this claim is about, if it has one."""
+        for row in setting.variants:
+            if (row.label == self.row) if self.row is not None else dict(row.knobs) == dict(self.variant):
+                return row
+        return None
 
 
 @dataclass(frozen=True)
@@ -75,15 +92,21 @@ class Suite:
     @property
     def groups(self) -> list[list[CoAtNetConfig]]:
         """Each setting's configs, baseline first; a config already in an earlier setting is
-        measured there only."""
+        measured there only. (A replicate row is its baseline's config: `replicated` says which
+        groups measure it twice.)"""
         seen: set[CoAtNetConfig] = set()
         groups = []
         for setting in self.settings:
             ordered = (setting.baseline, *setting.variants)  # a group's first config is its baseline
-            group = [row.config for row in ordered if row.config not in seen]
+            group = [row.config for row in ordered if row.config not in seen and not row.replicate]
             seen.update(group)
             groups.append(group)
         return [group for group in groups if group]
+
+    @property
+    def replicated(self) -> set[CoAtNetConfig]:
+        """The baselines that a replicate row measures a second time at every cell."""
+        return {setting.baseline.config for setting in self.settings if setting.replicate is not None}
 
 
 def builtin_suites() -> list[str]:
@@ -122,8 +145,8 @@ def load_suite(name_or_path: str) -> Suite:
 # The keys of a suite file, with what each must be: anything else is refused, with the closest key.
 TOP_KEYS = ("description", "modes", "batch_sizes", "settings", "claims")
 SETTING_KEYS = ("name", "model", "image_size", "pretrain", "accuracy_source", "rows")
-ROW_KEYS = ("label", "baseline", *ABLATIONS)
-CLAIM_KEYS = ("text", "variant", "faster", "min", "max")
+ROW_KEYS = ("label", "baseline", "replicate", *ABLATIONS)
+CLAIM_KEYS = ("text", "variant", "row", "faster", "min", "max")
 PRETRAIN = ("imagenet-1k", "imagenet-21k", "jft")
 
 
@@ -189,24 +212,65 @@ def _setting(s, where: str) -> Setting:
         _keys(entry, ROW_KEYS, f"{where}, row {i + 1}", what="row field")
         knobs = _knobs(entry)
         config = build_config(_typed(s["model"], str, f"{where}: model"), image_size=image_size, **dict(knobs))
-        rows.append(
-            SuiteRow(_typed(entry.get("label", config.name), str, f"{where}, row {i + 1}: label"), config, knobs)
-        )
+        replicate = _typed(entry.get("replicate", False), bool, f"{where}, row {i + 1}: replicate")
+        named = variant_name(config.spec()) + (" (A/A)" if replicate else "")
+        label = _typed(entry.get("label", named), str, f"{where}, row {i + 1}: label")
+        rows.append(SuiteRow(label, config, knobs, replicate))
         if _typed(entry.get("baseline", False), bool, f"{where}, row {i + 1}: baseline"):
             marked.append(i)
     if not rows:
         raise CoatbenchError(f"{where} has no rows")
     if len(marked) > 1:
         raise CoatbenchError(f"{where} marks {len(marked)} rows as its baseline: mark one")
+    setting = Setting(name, pretrain, "", tuple(rows), marked[0] if marked else 0)
+    _check_replicates(setting, where)
     source = _typed(s.get("accuracy_source", ""), str, f"{where}: accuracy_source")
-    return Setting(name, pretrain, source, tuple(rows), marked[0] if marked else 0)
+    return dataclasses.replace(setting, accuracy_source=source)
+
+
+def _check_replicates(setting: Setting, where: str) -> None:
+    """One network per row, except the one replicate row, which is the baseline's network."""
+    baseline = setting.baseline
+    replicates = [row for row in setting.rows if row.replicate]
+    if baseline.replicate:
+        raise CoatbenchError(
+            f"{where}: the baseline row {baseline.label!r} cannot be its own replicate: "
+            "mark another row replicate = true"
+        )
+    if len(replicates) > 1:
+        raise CoatbenchError(f"{where} has {len(replicates)} replicate rows: one A/A row per setting")
+    for row in replicates:
+        if row.config != baseline.config:
+            raise CoatbenchError(
+                f"{where}: replicate row {row.label!r} is not the baseline's network (its knobs "
+                "differ): a replicate measures the baseline again, so give it no knobs"
+            )
+    seen: dict = {}
+    for row in setting.rows:
+        if row.replicate:
+            continue
+        if row.config in seen:
+            raise CoatbenchError(
+                f"{where}: rows {seen[row.config]!r} and {row.label!r} are the same network: mark the second "
+                "replicate = true to measure the baseline twice (an A/A row), or change a knob"
+            )
+        seen[row.config] = row.label
+    labels = [row.label for row in setting.rows]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise CoatbenchError(f"{where}: the label {twice[0]!r} names two rows: give each row a label of its own")
 
 
 def _claim(c, where: str, settings: Sequence[Setting]) -> Claim:
-    _keys(c, CLAIM_KEYS, where, required=("text", "variant", "faster", "min"))
+    _keys(c, CLAIM_KEYS, where, required=("text", "faster", "min"))
     text = _typed(c["text"], str, f"{where}: text")
     where = f"claim {text!r}"
-    variant = _knobs(_keys(c["variant"], ABLATIONS, f"{where}: variant", what="knob"))
+    if ("variant" in c) == ("row" in c):
+        raise CoatbenchError(
+            f"{where}: pick its variant by knobs (variant = {{ ... }}) or by label (row = '...'), one of the two"
+        )
+    variant = _knobs(_keys(c.get("variant", {}), ABLATIONS, f"{where}: variant", what="knob"))
+    row = None if "row" not in c else _typed(c["row"], str, f"{where}: row")
     if c["faster"] not in ("variant", "baseline"):
         raise CoatbenchError(f"{where}: faster must be 'variant' or 'baseline', got {c['faster']!r}")
     low, high = c["min"], c.get("max")
@@ -216,6 +280,8 @@ def _claim(c, where: str, settings: Sequence[Setting]) -> Claim:
             raise CoatbenchError(f"{where}: {key} must be a fraction (0.1 is 10%), got {value!r}")
     if high is not None and high < low:
         raise CoatbenchError(f"{where}: max {high} is below min {low}")
-    if not any(dict(row.knobs) == dict(variant) for setting in settings for row in setting.variants):
-        raise CoatbenchError(f"{where}: its variant {dict(variant)} matches no row of any setting: fix the variant")
-    return Claim(text, variant, c["faster"], float(low), None if high is None else float(high))
+    claim = Claim(text, variant, c["faster"], float(low), None if high is None else float(high), row)
+    if not any(claim.selects(setting) for setting in settings):
+        picked = f"row {row!r}" if row is not None else f"variant {dict(variant)}"
+        raise CoatbenchError(f"{where}: its {picked} matches no row of any setting but a baseline: fix the claim")
+    return claim

@@ -1,5 +1,7 @@
 """A sweep: the plan of cells and their rounds (`coatbench.rounds`), measured in worker
-processes (`coatbench.workers`), each row saved the moment its cell ends."""
+processes (`coatbench.workers`), each row saved the moment its cell ends. With `--rounds auto`
+the sweep adds rounds of the claim cells that are still unresolved while their projected need
+fits in its time budget (`next_round`), and says what it stopped on."""
 
 from __future__ import annotations
 
@@ -8,13 +10,16 @@ import math
 import os
 import random
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 
 import torch
 
+from coatbench.accuracy import Accuracies
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
 from coatbench.distributed import RANK_BLOCK_S, threads_per_rank
@@ -24,20 +29,24 @@ from coatbench.hardware import fingerprint, peak_tflops, resolve_device
 from coatbench.harness import PEAK_MEMORY_METHOD, Cell, Measurement, check_cell
 from coatbench.options import (
     CPU_BUDGET,
-    DEFAULT_ROUNDS,
+    DEFAULT_BUDGET_S,
+    MIN_ROUNDS,
     Budget,
     DdpOptions,
     DeviceKind,
     Dtype,
     Execution,
     Mode,
+    Rounds,
     torchrun_rank,
 )
 from coatbench.rank import COLLECTIVE_GRACE_S, Ranks
+from coatbench.report import Pending, pending
 from coatbench.results import (
     Compute,
     Distributed,
     Env,
+    HostTiming,
     Memory,
     ModelSize,
     Row,
@@ -46,10 +55,11 @@ from coatbench.results import (
     Timing,
     Trial,
     append_row,
+    network_key,
     read_rows,
     run_key,
 )
-from coatbench.rounds import WARMUP_POSITION, Slot, schedule
+from coatbench.rounds import WARMUP_POSITION, Slot, moved_copy, round_slots, schedule
 from coatbench.suite import Suite, load_suite
 from coatbench.workers import Job, in_worker, measure_on_all_cores, xla_topology
 from coatbench.xla import XlaOptions
@@ -78,6 +88,10 @@ class Plan:
     resumed: str = ""  # which file a resumed plan continues, and how far it had got
     previous: tuple[Row, ...] = ()  # the rows already in that file
     xla: XlaOptions = field(default_factory=XlaOptions)
+    auto: bool = False  # --rounds auto: `rounds` is the minimum, `next_round` adds more
+    time_budget_s: float = 0.0  # auto: the sweep's wall time within which rounds are added
+    suite: Suite | None = None  # whose claims decide whether more rounds are needed
+    replicated: frozenset = frozenset()  # configs of settings with a replicate row (`rounds.aa_cells`)
 
     @property
     def timed_slots(self) -> int:
@@ -109,7 +123,9 @@ def make_plan(
     configs: Sequence[CoAtNetConfig],
     *,
     groups: Sequence[Sequence[CoAtNetConfig]] | None = None,
-    rounds: int = DEFAULT_ROUNDS,
+    rounds: Rounds | int = Rounds(MIN_ROUNDS, auto=True),
+    time_budget_s: float | None = None,
+    suite: Suite | None = None,
     seed: int | None = None,
     processes: int | None = None,
     device: DeviceKind = DeviceKind.AUTO,
@@ -132,12 +148,16 @@ def make_plan(
     """The cells to measure and their rounds, with the defaults that fit the device; on a CPU,
     what was scaled down is listed so that nobody mistakes it for the full run. `groups`
     (default: all configs, one group) are the settings whose cells are interleaved: the first
-    config of each is its baseline. With `resume`, only what that file does not hold yet,
-    appended to it. The file the rows go to is checked for writing before anything else."""
+    config of each is its baseline. `suite`: whose claims and replicate rows the sweep follows.
+    With `resume`, only what that file does not hold yet, appended to it, and its sweep's rounds
+    go on. The file the rows go to is checked for writing before anything else."""
     check_writable(resume or out)
+    rounds = Rounds(rounds) if isinstance(rounds, int) else rounds  # a number: that many rounds
+    auto, rounds = rounds.auto, rounds.count
     if rounds < 1:
         raise CoatbenchError(f"--rounds must be at least 1, got {rounds}")
     target = resolve_device(device)
+    time_budget_s = DEFAULT_BUDGET_S[target.type] if time_budget_s is None else time_budget_s
     # A fresh process per round on a CPU, where the first cell of a process reads slow; on a GPU
     # rounds in one process and in one each agreed within 0.05% (results/h100/process_check.md),
     # and one process saves a CUDA start per round.
@@ -203,7 +223,8 @@ def make_plan(
     )
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
     sweep = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{seed}"
-    slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla")
+    replicated = frozenset(suite.replicated) if suite is not None else frozenset()
+    slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla", replicated=replicated)
     xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
     env = fingerprint(target, *xla_topology()) if target.type == "xla" else fingerprint(target)
     if max(devices) > 1 or torchrun_rank() is not None:
@@ -211,7 +232,23 @@ def make_plan(
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if torchrun_rank() is not None else max(devices)
         env = dataclasses.replace(env, threads=threads_per_rank(local))
     plan = Plan(
-        cells, in_groups, slots, target, env, budget, Path(out), rounds, seed, sweep, processes, tuple(notes), xla=xla
+        cells,
+        in_groups,
+        slots,
+        target,
+        env,
+        budget,
+        Path(out),
+        rounds,
+        seed,
+        sweep,
+        processes,
+        tuple(notes),
+        xla=xla,
+        auto=auto,
+        time_budget_s=time_budget_s,
+        suite=suite,
+        replicated=replicated,
     )
     return plan if resume is None else skip_done(plan, read_rows(resume), resume)
 
@@ -247,7 +284,7 @@ def plan_suite(
 ) -> tuple[Suite, Plan]:
     """A suite's cells (`options` as for `make_plan`)."""
     suite = load_suite(suite_name)
-    groups = dict(groups=suite.groups, modes=suite.modes, default_batch_sizes=suite.batch_sizes)
+    groups = dict(groups=suite.groups, modes=suite.modes, default_batch_sizes=suite.batch_sizes, suite=suite)
     return suite, make_plan(suite.configs, executions=executions, **groups, **options)
 
 
@@ -259,10 +296,10 @@ def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
     whole = {run_key(r.env, r.spec) for r in kept if r.trial is None}
     last = next((r.trial for r in reversed(rows) if r.trial is not None), None)
     if last is not None and last.rounds == plan.rounds:
-        slots = schedule(plan.groups, plan.rounds, last.seed, warmup=plan.device.type != "xla")
+        slots = schedule(plan.groups, plan.rounds, last.seed, plan.device.type != "xla", plan.replicated)
         plan = dataclasses.replace(plan, seed=last.seed, sweep=last.sweep, slots=slots)
     done = {
-        (r.trial.round, r.trial.self_test, run_key(r.env, r.spec))
+        (r.trial.round, r.trial.replicate, run_key(r.env, r.spec))
         for r in kept
         if r.trial and r.trial.sweep == plan.sweep
     }
@@ -270,7 +307,7 @@ def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
     def left(slot: Slot) -> bool:
         env = plan.env_of(slot.cell)
         key = run_key(env, slot.cell.spec(env))
-        return key not in whole and (slot.round, slot.self_test, key) not in done
+        return key not in whole and (slot.round, slot.replicate, key) not in done
 
     def needed(slot: Slot) -> bool:  # a warm-up copy, while its round of its group has a slot left
         same = (t for t in plan.slots if (t.round, t.group) == (slot.round, slot.group) and t.timed)
@@ -310,6 +347,7 @@ def make_row(
         xla=result.xla,
         trial=trial,
         distributed=None if result.distributed is None else Distributed(**result.distributed),
+        host=None if result.host is None else HostTiming.of(result.host, cell.batch_size, result.samples),
     )
     if not result.samples:
         return row
@@ -344,31 +382,52 @@ def estimate_seconds(cell: Cell, counted: ModelCount, env: Env, budget: Budget) 
     return compile_time + steps * step
 
 
-def estimate(plan: Plan) -> list[tuple[Cell, float]]:
-    """Each cell of `plan` with a rough guess of its seconds over all its rounds (from MACs,
-    not a measurement)."""
+def estimate(plan: Plan) -> list[tuple[Cell | None, int, float]]:
+    """Each cell of `plan` (and each A/A copy: replicate 1) with a rough guess of its seconds over
+    the planned rounds (from MACs, not a measurement); the warm-up copies together, as cell None."""
     counts: dict[CoAtNetConfig, ModelCount] = {}
-    seconds: dict[Cell, float] = {}
+    seconds: dict[tuple[Cell | None, int], float] = {}
     for slot in plan.slots:
         counted = counts.setdefault(slot.cell.config, count(slot.cell.config))
         guess = estimate_seconds(slot.cell, counted, plan.env, plan.budget_of(slot))
-        seconds[slot.cell] = seconds.get(slot.cell, 0.0) + guess
-    return list(seconds.items())
+        key = (slot.cell, slot.replicate) if slot.timed else (None, 0)
+        seconds[key] = seconds.get(key, 0.0) + guess
+    return [(cell, replicate, s) for (cell, replicate), s in seconds.items()]
 
 
 @dataclass
 class SweepProgress:
     """Callbacks for a front end; the sweep itself prints nothing. `index` counts the timed
-    measurements (`Plan.timed_slots` in all)."""
+    measurements (`Plan.timed_slots` in all, and those of the rounds `on_round` announces)."""
 
     on_start: Callable[[int, Cell], None] = lambda index, cell: None
     on_done: Callable[[int, Cell, Row], None] = lambda index, cell, row: None
+    on_round: Callable[[int, int, str], None] = lambda round_, measurements, why: None  # a round added
+
+
+class StopReason(str, Enum):
+    """Why a sweep added no more rounds."""
+
+    FIXED = "fixed"  # --rounds N: the rounds asked for
+    NO_CLAIMS = "no claims"  # nothing for more rounds to resolve
+    RESOLVED = "resolved"  # every claim cell resolved
+    BUDGET = "budget"  # the time budget is spent
+    OUT_OF_REACH = "out of reach"  # the unresolved cells need more rounds than the budget leaves
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: StopReason
+    detail: str  # for a person: what stopped it, with figures
 
 
 @dataclass
 class SweepResult:
     rows: list[Row] = field(default_factory=list)
     interrupted: bool = False
+    stopped: Stop | None = None  # None: interrupted
+    rounds: int = 0  # the rounds the sweep has, earlier sessions' included
+    elapsed_s: float = 0.0
 
 
 MeasureCell = Callable[[Cell, torch.device, Budget], Measurement]
@@ -383,58 +442,205 @@ def _inline(
         yield index, measure_cell(cell, device, budget)
 
 
+@dataclass
+class _Costs:
+    """What the slots of this sweep took, for the cost of a round to come: each slot's wall seconds
+    (by cell, replicate and timing), and a launch's own (processes starting)."""
+
+    slot_s: dict[tuple, float] = field(default_factory=dict)
+    launch_s: float = 0.0
+
+    def of(self, slots: Sequence[Slot]) -> float:
+        """The seconds `slots` took when last measured (a slot never measured: the slowest seen)."""
+        slowest = max(self.slot_s.values(), default=0.0)
+        return self.launch_s + sum(self.slot_s.get((s.cell, s.replicate, s.timed), slowest) for s in slots)
+
+
 def run_sweep(
     plan: Plan, progress: SweepProgress = SweepProgress(), measure_cell: MeasureCell | None = None
 ) -> SweepResult:
     """Measure every slot of the plan, the rounds spread over `plan.processes` worker processes
     (XLA, or a given `measure_cell`: in this process), appending each timed slot's row to
-    `plan.out` as soon as it exists. A cell out of memory is not tried again in later rounds.
-    Ctrl-C stops the sweep; every finished measurement is already on disk."""
+    `plan.out` as soon as it exists; with `plan.auto`, then the rounds `next_round` adds. A cell
+    out of memory is not tried again (its A/A copy moves to the batch below). Ctrl-C stops the
+    sweep; every finished measurement is already on disk."""
     ranks = None
     if measure_cell is None and torchrun_rank() is not None:
         ranks = Ranks(plan.device.type, plan.budget.timeout + COLLECTIVE_GRACE_S)
         plan = ranks.agree(plan)
     if measure_cell is None and plan.device.type == "xla":
         measure_cell = lambda cell, device, budget: measure_on_all_cores(cell, budget, plan.xla)  # noqa: E731
-    # Counted before any worker starts: counting takes the CPU for seconds, and a worker measuring
-    # meanwhile would time the two together.
-    counts = {config: count(config) for config in dict.fromkeys(slot.cell.config for slot in plan.slots)}
-    result, out_of_memory, timed = SweepResult(), set(), 0
+    sweeping = _Sweeping(plan, progress, ranks, measure_cell)
+    started = time.monotonic()
     try:
         for process in range(plan.processes):
-            slots = [s for s in plan.slots if plan.process_of(s.round) == process]
-            for launch in launches(slots):
-                launch = [s for s in launch if s.cell not in out_of_memory]
-                jobs = [
-                    (slot.cell if slot.timed else slot.cell.warm_up_copy(), plan.budget_of(slot)) for slot in launch
-                ]
-                devices = launch[0].cell.devices if launch else 1
-                if ranks is not None:
-                    events = ranks.measure(jobs)
-                elif measure_cell is None:
-                    events = in_worker(jobs, plan.device, devices=devices, threads=plan.threads)
-                else:
-                    events = _inline(jobs, plan.device, measure_cell)
-                for index, measured in events:
-                    slot = launch[index]
-                    if measured is not None and measured.status is Status.OOM:
-                        out_of_memory.add(slot.cell)  # on every rank alike: later rounds skip it
-                    if not slot.timed or (ranks is not None and not ranks.speaks):
-                        continue
-                    if measured is None:
-                        progress.on_start(timed, slot.cell)
-                        continue
-                    counted = counts[slot.cell.config]
-                    position, test = slot.position, slot.self_test
-                    trial = Trial(plan.sweep, plan.seed, slot.round, plan.rounds, position, process, test)
-                    row = make_row(slot.cell, measured, counted, plan.env_of(slot.cell), plan.scaled_down, trial)
-                    _save(row, plan)
-                    result.rows.append(row)
-                    progress.on_done(timed, slot.cell, row)
-                    timed += 1
+            sweeping.run([s for s in plan.slots if plan.process_of(s.round) == process], process)
+        process = plan.processes
+        while True:
+            rows = [*plan.previous, *sweeping.result.rows] if ranks is None or ranks.speaks else []
+            decided = next_round(plan, rows, time.monotonic() - started, sweeping.costs, sweeping.out_of_memory)
+            if ranks is not None:
+                decided = ranks.agree(decided)  # rank 0's, which holds the rows
+            slots, stop, why = decided
+            if stop is not None:
+                sweeping.result.stopped = stop
+                break
+            progress.on_round(slots[0].round, sum(s.timed for s in slots), why)
+            sweeping.run(slots, process)
+            process += 1
     except KeyboardInterrupt:
-        result.interrupted = True
+        sweeping.result.interrupted = True
+    result = sweeping.result
+    mine = [r for r in (*plan.previous, *result.rows) if r.trial and r.trial.sweep == plan.sweep]
+    result.rounds = len({r.trial.round for r in mine})
+    result.elapsed_s = time.monotonic() - started
     return result
+
+
+class _Sweeping:
+    """A sweep under way: its rows, the cells found out of memory, what slots cost, and how the
+    slots' launches are run."""
+
+    def __init__(self, plan: Plan, progress: SweepProgress, ranks: Ranks | None, measure_cell: MeasureCell | None):
+        self.plan, self.progress, self.ranks, self.measure_cell = plan, progress, ranks, measure_cell
+        # Counted before any worker starts: counting takes the CPU for seconds, and a worker
+        # measuring meanwhile would time the two together.
+        self.counts = {config: count(config) for config in dict.fromkeys(c.config for c in plan.cells)}
+        self.result, self.costs, self.timed = SweepResult(), _Costs(), 0
+        oom = {run_key(r.env, r.spec) for r in plan.previous if r.status is Status.OOM}
+        self.out_of_memory = {c for c in plan.cells if run_key(plan.env_of(c), c.spec(plan.env_of(c))) in oom}
+
+    def run(self, slots: Sequence[Slot], process: int) -> None:
+        """`slots` in launches; a launch in which a cell ran out of memory is cut short there, and
+        what it had left goes on in a new launch without that cell."""
+        left = list(slots)
+        while left:
+            left = [s for s in map(self._after_oom, left) if s is not None]
+            pieces = launches(left)
+            left = []
+            for i, launch in enumerate(pieces):
+                rest = self._launch(launch, process)
+                if rest:
+                    left = rest + [s for piece in pieces[i + 1 :] for s in piece]
+                    break
+
+    def _after_oom(self, slot: Slot) -> Slot | None:
+        """`slot` as it runs now: dropped if its cell ran out of memory, unless it is an A/A copy,
+        which moves to the cell below (`rounds.moved_copy`)."""
+        if slot.cell not in self.out_of_memory:
+            return slot
+        plan = self.plan
+        moved = moved_copy(plan.groups, slot, self.out_of_memory, plan.replicated) if slot.replicate else None
+        return moved
+
+    def _launch(self, launch: list[Slot], process: int) -> list[Slot]:
+        """Run one launch; the slots it left when a cell ran out of memory before its end."""
+        plan, ranks = self.plan, self.ranks
+        jobs = [(slot.cell if slot.timed else slot.cell.warm_up_copy(), plan.budget_of(slot)) for slot in launch]
+        if ranks is not None:
+            events = ranks.measure(jobs)
+        elif self.measure_cell is None:
+            events = in_worker(jobs, plan.device, devices=launch[0].cell.devices, threads=plan.threads)
+        else:
+            events = _inline(jobs, plan.device, self.measure_cell)
+        opened = since = time.monotonic()
+        try:
+            for index, measured in events:
+                slot = launch[index]
+                if measured is None:
+                    since = time.monotonic()
+                    if slot.timed and (ranks is None or ranks.speaks):
+                        self.progress.on_start(self.timed, slot.cell)
+                    continue
+                self.costs.slot_s[slot.cell, slot.replicate, slot.timed] = time.monotonic() - since
+                if slot.timed and (ranks is None or ranks.speaks):
+                    self._save(slot, measured, process)
+                if measured.status is Status.OOM and slot.timed:  # on every rank alike; a warm-up copy
+                    self.out_of_memory.add(slot.cell)  # runs eager: the cell itself is tried, and its row says
+                    if index + 1 < len(launch):
+                        return launch[index + 1 :]
+        finally:
+            events.close()  # ends the launch's processes, also when it is cut short
+            measured_s = sum(self.costs.slot_s.get((s.cell, s.replicate, s.timed), 0.0) for s in launch)
+            self.costs.launch_s = max(0.0, time.monotonic() - opened - measured_s)
+        return []
+
+    def _save(self, slot: Slot, measured: Measurement, process: int) -> None:
+        plan = self.plan
+        trial = Trial(plan.sweep, plan.seed, slot.round, plan.rounds, slot.position, process, slot.replicate)
+        row = make_row(
+            slot.cell, measured, self.counts[slot.cell.config], plan.env_of(slot.cell), plan.scaled_down, trial
+        )
+        _save(row, plan)
+        self.result.rows.append(row)
+        self.progress.on_done(self.timed, slot.cell, row)
+        self.timed += 1
+
+
+def next_round(
+    plan: Plan, rows: Sequence[Row], elapsed_s: float, costs: _Costs, out_of_memory: set[Cell]
+) -> tuple[list[Slot], Stop | None, str]:
+    """The slots of the round to add, or why none is added: (slots, None, why) or ([], stop, "").
+    Under `--rounds auto` a round measures again the claim cells that are unresolved (with their
+    baselines and A/A copies), those whose projected need (`report.pending`) fits, with the rounds
+    it takes at what a round of them cost so far, in what is left of the time budget."""
+    if not plan.auto:
+        return [], Stop(StopReason.FIXED, f"{plan.rounds} round(s), as asked (--rounds)"), ""
+    if plan.suite is None or not plan.suite.claims:
+        return [], Stop(StopReason.NO_CLAIMS, f"{plan.rounds} rounds: no claim for more rounds to resolve"), ""
+    mine = [r for r in rows if r.trial and r.trial.sweep == plan.sweep]
+    waiting = pending(plan.suite, mine, Accuracies((), ())) if mine else []
+    if not waiting:
+        return [], Stop(StopReason.RESOLVED, "every claim cell is resolved"), ""
+    round_ = 1 + max(r.trial.round for r in mine)
+    warmup = plan.device.type != "xla"
+
+    def slots_of(chosen) -> list[Slot]:
+        cells = {c for p in chosen for c in plan.cells if _pending_cell(p, c)}
+        return round_slots(
+            plan.groups, round_, plan.seed, replicated=plan.replicated, skip=out_of_memory, only=cells, warmup=warmup
+        )
+
+    left = plan.time_budget_s - elapsed_s
+    reachable = sorted((p for p in waiting if p.rounds_needed is not None), key=lambda p: p.rounds_needed - p.rounds)
+    chosen: list = []
+    for i, p in enumerate(reachable):
+        if (p.rounds_needed - p.rounds) * costs.of(slots_of(reachable[: i + 1])) > left:
+            break
+        chosen = reachable[: i + 1]
+    budget = f"{plan.time_budget_s / 60:.1f} min budget, {max(left, 0) / 60:.1f} min left"
+    if chosen:
+        slots = slots_of(chosen)
+        return slots, None, f"{len(waiting)} claim cell(s) unresolved, {len(chosen)} within reach ({budget})"
+    if reachable:
+        p, cost = reachable[0], costs.of(slots_of(reachable[:1]))
+        more = p.rounds_needed - p.rounds
+        if cost > left:
+            return (
+                [],
+                Stop(
+                    StopReason.BUDGET,
+                    f"{len(waiting)} claim cell(s) unresolved; a round takes ~{cost:.0f} s ({budget})",
+                ),
+                "",
+            )
+        detail = (
+            f"{len(waiting)} claim cell(s) unresolved; the closest, {p.where}, needs ~{p.rounds_needed} "
+            f"rounds in all, {more} more of ~{cost:.0f} s each ({budget})"
+        )
+        return [], Stop(StopReason.OUT_OF_REACH, detail), ""
+    detail = f"{len(waiting)} claim cell(s) unresolved, each with its estimate on a boundary (e.g. {waiting[0].where})"
+    return [], Stop(StopReason.OUT_OF_REACH, detail), ""
+
+
+def _pending_cell(p: Pending, cell: Cell) -> bool:
+    """Whether `cell` is one that the pending claim cell `p` measures again."""
+    return network_key(cell.config.spec()) in p.networks and (
+        cell.mode.value,
+        cell.batch_size,
+        cell.execution.value,
+        cell.devices,
+    ) == (p.mode, p.batch, p.execution, p.devices)
 
 
 def launches(slots: Sequence[Slot]) -> list[list[Slot]]:
@@ -446,7 +652,7 @@ def launches(slots: Sequence[Slot]) -> list[list[Slot]]:
         if pieces and pieces[-1][0].cell.devices == slot.cell.devices:
             pieces[-1].append(slot)
         elif slot.timed and pieces:
-            pieces.append([dataclasses.replace(slot, position=WARMUP_POSITION, self_test=""), slot])
+            pieces.append([dataclasses.replace(slot, position=WARMUP_POSITION, replicate=0), slot])
         else:
             pieces.append([slot])
     return pieces
@@ -463,11 +669,11 @@ def _save(row: Row, plan: Plan) -> None:
         raise CoatbenchError(f"{error}; the measurement just made is saved in {rescue}") from None
 
 
-def run_plan(plan: Plan, progress: SweepProgress = SweepProgress()) -> list[Row]:
-    """The rows of the file's earlier runs (when resumed) and of this sweep; an interrupted
-    sweep is an error that says where its finished cells are."""
+def run_plan(plan: Plan, progress: SweepProgress = SweepProgress()) -> tuple[list[Row], SweepResult]:
+    """The rows of the file's earlier runs (when resumed) and of this sweep, and how the sweep
+    ended; an interrupted sweep is an error that says where its finished cells are."""
     result = run_sweep(plan, progress)
     if result.interrupted:
-        done = f"{len(result.rows)} of {plan.timed_slots} measurements"
+        done = f"{len(result.rows)} measurements"
         raise Interrupted(f"interrupted after {done}; they are saved in {plan.out}", plan.out)
-    return list(plan.previous) + result.rows
+    return list(plan.previous) + result.rows, result

@@ -123,7 +123,17 @@ def test_help_shows_every_default(cli, command):
         block = text[start : next((s for s in starts if s > start), len(text))]  # this option's entry only
         if param.default not in (None, False):
             assert "[default:" in block, param.name
-        elif param.name in ("batch_sizes", "dtype", "min_time", "max_time", "timeout", "processes", "seed", "out"):
+        elif param.name in (
+            "batch_sizes",
+            "dtype",
+            "min_time",
+            "max_time",
+            "timeout",
+            "processes",
+            "seed",
+            "out",
+            "budget",
+        ):
             assert "Default:" in block, param.name
 
 

@@ -232,9 +232,9 @@ def test_speed_cli_json_rows(cli, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert sorted(r["spec"]["batch_per_core"] for r in rows) == [1, 1, 1, 2, 2]  # two rounds, 1 also last in round 0
-    assert sorted((r["trial"]["round"], r["trial"]["self_test"]) for r in rows if r["spec"]["batch_per_core"] == 1) == [
-        (0, "first"), (0, "last"), (1, "")]  # fmt: skip
+    assert sorted(r["spec"]["batch_per_core"] for r in rows) == [1, 1, 2, 2, 2, 2]  # two rounds, the A/A copy of 2
+    assert sorted((r["trial"]["round"], r["trial"]["replicate"]) for r in rows if r["spec"]["batch_per_core"] == 2) == [
+        (0, 0), (0, 1), (1, 0), (1, 1)]  # fmt: skip
     for r in rows:
         assert ROW_FIELDS <= r.keys() and SPEC_FIELDS <= r["spec"].keys()
         t = r["throughput"]
@@ -242,6 +242,7 @@ def test_speed_cli_json_rows(cli, tmp_path):
         assert t["iqr"][0] <= t["images_per_s"] <= t["iqr"][1]
         assert r["env"]["threads"] >= 1 and r["env"]["cpu_count"] >= 1
         assert r["model_size"]["macs"] > 0
+        assert "host" not in r  # a CPU issues nothing ahead: host-bound is a GPU's question
     assert [row.to_dict() for row in read_rows(out)] == rows
 
 

@@ -21,9 +21,9 @@ LAYERS = (
     ("hardware", "distributed"),
     ("xla",),
     ("counting", "paper", "accuracy", "suite", "model", "config"),
-    ("results", "files", "stats", "options", "errors", "__init__"),
+    ("results", "runs", "files", "stats", "options", "errors", "__init__"),
 )
-TORCH_FREE = ("config", "suite", "accuracy", "results", "files", "stats", "report", "compare", "ab")
+TORCH_FREE = ("config", "suite", "accuracy", "results", "runs", "files", "stats", "report", "compare", "ab")
 
 
 def modules(package: Path = PACKAGE) -> dict[str, Path]:

@@ -156,6 +156,19 @@ def test_file_system_errors_are_one_line(cli, tmp_path):
          "[[claims]]\ntext='c'\nvariant={head_size=64}\nfaster='variant'\nmin=0.05\n", ["matches no row"]),
         ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{},{norm='ln'}]\n"
          "[[claims]]\ntext='c'\nvariant={norm='ln'}\nfaster='variant'\nmin=nan\n", ["min must be a fraction"]),
+        # a row that measures the baseline again is a replicate on purpose, or refused
+        ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{},{layout='2,2,3,5,2'}]\n",
+         ["are the same network", "replicate = true"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{},{replicate=true,norm='ln'}]\n",
+         ["is not the baseline's network"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{},{replicate=true},{replicate=true,label='y'}]\n",
+         ["2 replicate rows"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{label='a'},{label='a',norm='ln'}]\n",
+         ["the label 'a' names two rows"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{},{norm='ln'}]\n"
+         "[[claims]]\ntext='c'\nvariant={norm='ln'}\nrow='x'\nfaster='variant'\nmin=0.1\n", ["one of the two"]),
+        ("[[settings]]\nname='x'\nmodel='coatnet-0'\nrows=[{},{norm='ln'}]\n"
+         "[[claims]]\ntext='c'\nrow='nope'\nfaster='variant'\nmin=0.1\n", ["its row 'nope' matches no row"]),
     ],
 )  # fmt: skip
 def test_a_suite_file_is_checked_key_by_key(cli, tmp_path, content, needles):

@@ -5,25 +5,30 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_one_line_error
+from scipy import stats as scipy_stats
 
 from coatbench.accuracy import load
 from coatbench.counting import ModelCount
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement
 from coatbench.options import Dtype, Execution, Format
-from coatbench.report import build_reports, classify
-from coatbench.results import Env, Status, append_row, read_rows
+from coatbench.report import Word, build_reports, classify
+from coatbench.results import Env, Status, Trial, append_row, read_rows
+from coatbench.stats import Basis, Change
 from coatbench.suite import Claim, load_suite
 from coatbench.sweep import make_row
-from coatbench.views.report import long_frame, plot, to_json, to_latex, to_markdown
+from coatbench.views.report import long_frame, plot, summary_text, to_json, to_latex, to_markdown, verdict_lines
 
 
 def env(device="NVIDIA H100 80GB HBM3"):
     return Env("0.1.0", None, "3.11", "2.11", "13.0", 90000, "580", "cuda", device, 1, "x", 16, 16)
 
 
-def rows_for(suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.EAGER, status=None, channels_last=True):
-    """Result rows as the sweep writes them, with chosen speeds: {(label, mode): images/s}."""
+def rows_for(
+    suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.EAGER, status=None, channels_last=True, rounds=0
+):
+    """Result rows as the sweep writes them, with chosen speeds: {(label, mode): images/s}; one run
+    a cell without rounds (rounds=0), else a sweep of that many rounds, each round at its own level."""
     rows = []
     for setting in suite.settings:
         for row in setting.rows:
@@ -33,8 +38,12 @@ def rows_for(suite, speeds, device="NVIDIA H100 80GB HBM3", execution=Execution.
                     cell = Cell(row.config, mode, batch, Dtype.BF16, execution, channels_last)
                     base = speeds.get((setting.name, row.label, mode.value), 1000.0)
                     state = (status or {}).get((setting.name, row.label, mode.value, batch), "ok")
-                    samples = [] if state != "ok" else [base * (1 + 0.002 * ((i % 5) - 2)) for i in range(12)]
-                    rows.append(make_row(cell, Measurement(Status(state), samples, 1), counted, env(device)))
+                    for round_ in range(max(rounds, 1)):
+                        level = base * (1 + 0.05 * (round_ % 3))
+                        samples = [] if state != "ok" else [level * (1 + 0.002 * ((i % 5) - 2)) for i in range(12)]
+                        trial = Trial(f"sweep-{execution.value}", 1, round_, rounds, 0, 0) if rounds else None
+                        measured = Measurement(Status(state), samples, 1)
+                        rows.append(make_row(cell, measured, counted, env(device), (), trial))
     return rows
 
 
@@ -49,7 +58,7 @@ def test_report_joins_accuracy_and_changes(table8):
     lines = {(line.setting, line.label): line for line in report.lines}
     assert [line.accuracy.value for line in report.lines] == [84.1, 83.9, 84.1, 87.9, 87.8]
     head64 = lines["ImageNet-1K", "head size 32 -> 64"].cells["train", 64]
-    assert head64.change == pytest.approx(0.15, abs=0.005) and head64.uncertainty < 0.01
+    assert head64.change.change == pytest.approx(0.15, abs=0.005) and head64.change.uncertainty < 0.01
     assert lines["ImageNet-1K", "CoAtNet-2"].cells["train", 64].change is None  # the baseline
 
 
@@ -59,39 +68,96 @@ def test_verdicts(table8):
         ("ImageNet-1K", "norm BN -> LN", "train"): 700.0,  # BN +43%: stronger than 10-20%
         ("ImageNet-1K", "norm BN -> LN", "infer"): 950.0,
     }  # BN +5%: weaker
-    (report,) = build_reports(table8, rows_for(table8, speeds), load())
-    # one run a cell (no rounds): every verdict says it rests on a single run
-    got = {(v.claim.split()[0], v.setting, v.mode): v.verdict.removesuffix(" (single run)") for v in report.verdicts}
-    assert all(v.verdict.endswith(" (single run)") for v in report.verdicts)
-    assert got["head", "ImageNet-1K", "train"] == "consistent"
-    assert got["head", "ImageNet-1K", "infer"] == "no measurable difference"
-    assert got["BatchNorm", "ImageNet-1K", "train"] == "stronger than claimed"
-    assert got["BatchNorm", "ImageNet-1K", "infer"] == "weaker than claimed"
-    assert got["BatchNorm", "ImageNet-21K -> 1K", "train"] == "no measurable difference"
-    detail = next(v.detail for v in report.verdicts if v.verdict.startswith("stronger than claimed"))
+    (report,) = build_reports(table8, rows_for(table8, speeds, rounds=3), load())
+    got = {(v.claim.text.split()[0], v.setting, v.mode): {c.word for c in v.per_batch} for v in report.verdicts}
+    assert got["head", "ImageNet-1K", "train"] == {Word.CONSISTENT}
+    assert got["head", "ImageNet-1K", "infer"] == {Word.NO_DIFFERENCE}
+    assert got["BatchNorm", "ImageNet-1K", "train"] == {Word.STRONGER}
+    assert got["BatchNorm", "ImageNet-1K", "infer"] == {Word.WEAKER}
+    assert got["BatchNorm", "ImageNet-21K -> 1K", "train"] == {Word.NO_DIFFERENCE}
+    (detail,) = [line for line in verdict_lines(report) if "stronger than claimed" in line and "[ImageNet-1K]" in line]
     # one sign everywhere: LN (the variant) at 700 against BN at 1000 is -30.0%, as in the table
     assert "-30.0%" in detail and "the baseline 10%-20% faster" in detail and "eager" in detail and "H100" in detail
+    assert "over 3 rounds" in detail
+    # one run a cell: no verdict rests on one run's blocks
+    (single,) = build_reports(table8, rows_for(table8, speeds), load())
+    assert {c.word for v in single.verdicts for c in v.per_batch} == {Word.UNRESOLVED}
+
+
+CLAIM = Claim("bn", (), "baseline", 0.10, 0.20)  # the claimed side's speed-up: R = [10%, 20%]
+OPEN = Claim("hd64", (), "variant", 0.05)  # R = [5%, inf)
+
+
+def interval(low: float, high: float, n: int = 5) -> Change:
+    """The claimed side's speed-up with a given 95% interval, as rounds would give it."""
+    mid = (math.log1p(low) + math.log1p(high)) / 2
+    sd = (math.log1p(high) - mid) / scipy_stats.t.ppf(0.975, n - 1) * math.sqrt(n)
+    return Change(math.expm1(mid), low, high, Basis.ROUNDS, n, sd)
 
 
 @pytest.mark.parametrize(
-    "change, u, verdict",
+    "claim, low, high, word, straddles",
     [
-        (0.15, 0.01, "consistent"),
-        (0.30, 0.02, "stronger than claimed"),
-        (0.05, 0.01, "weaker than claimed"),
-        (0.01, 0.02, "no measurable difference"),
-        (-0.10, 0.02, "contradicted"),
+        (CLAIM, 0.12, 0.18, Word.CONSISTENT, ()),
+        (CLAIM, 0.25, 0.35, Word.STRONGER, ()),
+        (CLAIM, 0.02, 0.08, Word.WEAKER, ()),
+        (CLAIM, -0.02, 0.05, Word.NO_DIFFERENCE, ()),
+        (CLAIM, -0.12, -0.03, Word.CONTRADICTED, ()),
+        (CLAIM, 0.05, 0.15, Word.UNRESOLVED, (0.10,)),  # straddles min
+        (CLAIM, 0.15, 0.25, Word.UNRESOLVED, (0.20,)),  # straddles max
+        (CLAIM, -0.02, 0.14, Word.UNRESOLVED, (0.0, 0.10)),  # contains 0 but reaches into R: not "no difference"
+        (CLAIM, -0.40, 0.43, Word.UNRESOLVED, (0.0, 0.10, 0.20)),  # +-43% is no "no measurable difference"
+        (OPEN, -0.052, 0.124, Word.UNRESOLVED, (0.0, 0.05)),  # +3.6% +-8.6 for >= 5% is not "consistent"
+        (OPEN, 0.06, 0.60, Word.CONSISTENT, ()),  # no max: nothing is stronger
+        (OPEN, 0.01, 0.04, Word.WEAKER, ()),
     ],
 )
-def test_classify(change, u, verdict):
-    assert classify(change, u, Claim("bn", (), "baseline", 0.10, 0.20)) == verdict
+def test_each_verdict_word_from_constructed_intervals(claim, low, high, word, straddles):
+    assert classify(interval(low, high), claim) == (word, straddles)
+
+
+def test_no_interval_is_unresolved():
+    assert classify(Change(0.3, math.nan, math.nan, Basis.ROUNDS, 1), OPEN) == (Word.UNRESOLVED, ())
+
+
+def test_the_rounds_that_would_resolve_an_interval():
+    """With the rounds' spread and mean kept, the interval narrows as t(n-1) / sqrt(n): the need is
+    the first n at which it clears the nearest boundary, and none when the mean sits on one."""
+    near = interval(0.06, 0.16)  # straddles 10%, mean ~10.9%: close to the boundary
+    far = interval(0.11, 0.35, n=3)  # straddles 20%, mean ~22.4%
+
+    def half_width(c: Change, n: int) -> float:
+        return scipy_stats.t.ppf(0.975, n - 1) * c.log_sd / math.sqrt(n)
+
+    for c in (near, far):
+        need = c.rounds_to_clear((0.0, 0.10, 0.20))
+        room = min(abs(math.log1p(c.change) - math.log1p(b)) for b in (0.0, 0.10, 0.20))
+        assert half_width(c, need) < room <= half_width(c, need - 1)
+    assert near.rounds_to_clear((0.0, 0.10, 0.20)) > far.rounds_to_clear((0.0, 0.10, 0.20))
+    on_the_line = interval(-0.05, 1 / 0.95 - 1)  # its mean is 0 on the log scale
+    assert on_the_line.rounds_to_clear((0.0,)) is None  # no number of rounds clears 0
+    assert Change(0.1, 0.0, 0.2, Basis.RUNS, 3).rounds_to_clear((0.05,)) is None  # not paired: no projection
+
+
+def test_a_claims_summary_names_the_batches_of_each_word(table8):
+    """ "weaker at 32; consistent at 64-256", not a bare "mixed"."""
+    rows = []
+    for batch, speed in ((32, 1030.0), (64, 1300.0), (128, 1150.0), (256, 1200.0)):
+        found = rows_for(table8, {("ImageNet-1K", "head size 32 -> 64", "train"): speed}, rounds=3)
+        rows += [r for r in found if r.spec.batch_per_core == batch]
+    (report,) = build_reports(table8, rows, load())
+    head = next(v for v in report.verdicts if v.claim.text.startswith("head") and v.mode == "train")
+    assert head.summary == ((Word.WEAKER, (32,)), (Word.CONSISTENT, (64, 128, 256)))
+    assert summary_text(head, report.batch_sizes) == "weaker than claimed at 32; consistent at 64-256"
+    first = json.loads(to_json([report]))["reports"][0]["verdicts"][0]["summary"][0]
+    assert first == {"word": "weaker than claimed", "batch_per_core": [32]}
 
 
 def test_oom_cells_make_untested_claims(table8):
     status = {("ImageNet-21K -> 1K", "norm BN -> LN", "train", b): "oom" for b in table8.batch_sizes}
     (report,) = build_reports(table8, rows_for(table8, {}, status=status), load())
     v = next(v for v in report.verdicts if v.setting == "ImageNet-21K -> 1K" and v.mode == "train")
-    assert v.verdict == "untested" and "variant oom" in v.detail
+    assert {c.word for c in v.per_batch} == {Word.UNTESTED} and all("variant oom" in c.missing for c in v.per_batch)
     assert "OOM" in to_markdown([report])
 
 
@@ -118,7 +184,7 @@ def test_hardware_is_never_mixed(table8):
     assert ln_h100.cells["train", 32].images_per_s == pytest.approx(1000, rel=0.01)  # no A100 run pooled in
     a100 = next(r for r in reports if "A100" in r.device_name)
     ln = next(line for line in a100.lines if line.label == "norm BN -> LN" and line.setting == "ImageNet-1K")
-    assert ln.cells["train", 32].change == pytest.approx(-0.5, abs=0.01)  # against the A100's own baseline
+    assert ln.cells["train", 32].change.change == pytest.approx(-0.5, abs=0.01)  # against the A100's own baseline
 
 
 def test_several_runs_of_a_cell_are_all_used(table8):
@@ -127,21 +193,25 @@ def test_several_runs_of_a_cell_are_all_used(table8):
     (single,) = build_reports(table8, once, load())
     (double,) = build_reports(table8, once + rows_for(table8, {head64: 1500.0}), load())
     cell = lambda report: next(line for line in report.lines if line.label == head64[1]).cells["train", 64]  # noqa: E731
-    assert len(cell(double).runs) == 2 and cell(double).images_per_s == pytest.approx(math.sqrt(1150 * 1500), rel=0.01)
-    assert cell(double).change == pytest.approx(math.sqrt(1.15 * 1.5) - 1, abs=0.01)
-    assert cell(double).uncertainty > 0.1 > cell(single).uncertainty  # the runs disagree: so does the interval
+    assert len(cell(double).runs.ok) == 2
+    assert cell(double).images_per_s == pytest.approx(math.sqrt(1150 * 1500), rel=0.01)
+    assert cell(double).change.change == pytest.approx(math.sqrt(1.15 * 1.5) - 1, abs=0.01)
+    assert cell(double).change.uncertainty > 0.1 > cell(single).change.uncertainty  # the runs disagree: so does it
     assert "from the timed blocks of a single run" in to_markdown(
         [single]
     ) and "over the runs of each cell" in to_markdown([double])
 
 
 def test_eager_and_compiled_disagreement_is_said(table8):
-    eager = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 700.0})
-    compiled = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 960.0}, execution=Execution.COMPILE)
+    eager = rows_for(table8, {("ImageNet-1K", "norm BN -> LN", "train"): 700.0}, rounds=3)
+    compiled = rows_for(
+        table8, {("ImageNet-1K", "norm BN -> LN", "train"): 960.0}, execution=Execution.COMPILE, rounds=3
+    )
     reports = build_reports(table8, eager + compiled, load())
     assert {r.execution for r in reports} == {"eager", "compile"}
-    markdown = to_markdown(reports)
-    assert "Eager and compiled disagree" in markdown and "the execution mode changes the answer" in markdown
+    markdown = " ".join(to_markdown(reports).split())
+    assert "The executions disagree on BatchNorm is 10-20% faster than LayerNorm [ImageNet-1K, train]" in markdown
+    assert "compile: weaker than claimed; eager: stronger than claimed" in markdown
 
 
 def test_missing_accuracy_is_a_dash_with_a_footnote():
@@ -215,15 +285,15 @@ def test_dry_run_and_resume(cli, tmp_path):
     first = cli("run", *quick, "--out", str(out), "--quiet")
     assert first.returncode == 0, first.stderr
     lines = out.read_text().splitlines()
-    assert len(lines) == 4 * 2 + 1  # four cells, two rounds, the baseline twice in the self-test round
+    assert len(lines) == (4 + 2) * 2  # four cells and the A/A copies of two, in each of two rounds
     out.write_text("\n".join(lines[:3]) + "\n")  # as if the sweep had stopped after 3 measurements
     again = cli("run", *quick, "--resume", str(out), "--dry-run")
-    assert "3 of 9 measurements already there" in " ".join((again.stdout + again.stderr).split())  # notes wrap
+    assert "3 of 12 measurements already there" in " ".join((again.stdout + again.stderr).split())  # notes wrap
     resumed = cli("run", *quick, "--resume", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     rows = read_rows(out)
-    keys = [(r.trial.sweep, r.trial.round, r.trial.self_test, r.spec.network["head_size"], r.spec.mode) for r in rows]
-    assert len(rows) == 9 and len(set(keys)) == 9  # the same sweep continued: nothing twice, nothing missing
+    keys = [(r.trial.sweep, r.trial.round, r.replicate, r.spec.network["head_size"], r.spec.mode) for r in rows]
+    assert len(rows) == 12 and len(set(keys)) == 12  # the same sweep continued: nothing twice, nothing missing
     assert rows[:5] == read_rows(out)[:5] and len({r.trial.seed for r in rows}) == 1
 
 
@@ -247,7 +317,7 @@ def test_runs_under_other_conditions_are_never_pooled(table8):
     assert sorted(r.channels_last for r in reports) == [False, True]
     for report in reports:
         cell = next(line for line in report.lines if line.label == head64[1]).cells["train", 64]
-        assert len(cell.runs) == 1
+        assert len(cell.runs.ok) == 1
         assert cell.images_per_s == pytest.approx(1000.0 if report.channels_last else 1500.0, rel=0.01)
     assert "contiguous" in to_markdown(reports) and "channels-last" in to_markdown(reports)
 
@@ -266,8 +336,9 @@ def test_runs_of_older_code_are_left_out_of_a_cell(table8):
     new = at(rows_for(table8, {head64: 1100.0}), "b" * 40, "2026-11-02T00:00:00+00:00")
     (report,) = build_reports(table8, old + new, load())
     cell = next(line for line in report.lines if line.label == head64[1]).cells["train", 64]
-    assert len(cell.runs) == 1 and cell.images_per_s == pytest.approx(1100.0, rel=0.01) and cell.superseded == 1
-    assert cell.change == pytest.approx(0.10, abs=0.01)  # against the baseline's new run, not a pool of both
+    assert len(cell.runs.ok) == 1 and cell.images_per_s == pytest.approx(1100.0, rel=0.01)
+    assert cell.runs.superseded == 1
+    assert cell.change.change == pytest.approx(0.10, abs=0.01)  # against the baseline's new run, not a pool of both
     assert "Left out: 40 run(s) by older code" in to_markdown([report])
 
 
@@ -378,3 +449,30 @@ def test_a_table_wider_than_the_console_keeps_every_character_of_its_figures(mon
     needed = Counter(re.sub(r"\s", "", "".join(cells) + "".join(shown)))
     shown_chars = Counter(re.sub(r"\s", "", table))
     assert all(shown_chars[char] >= count for char, count in needed.items()), needed - shown_chars
+
+
+def test_host_bound_cells_are_marked_in_tables_json_and_verdicts(table8):
+    """At per-core 32 the device had nothing queued when the host issued a block's last step (it
+    waited on the host); at the larger batches a whole step was still queued."""
+    import dataclasses
+
+    from coatbench.results import HostTiming
+
+    def issued(row):
+        step_s = row.spec.batch_per_core / row.samples[0]
+        tail = 1e-5 if row.spec.batch_per_core == 32 else step_s
+        blocks = {"issue_s": [step_s] * len(row.samples), "tail_s": [tail] * len(row.samples)}
+        return dataclasses.replace(row, host=HostTiming.of(blocks, row.spec.batch_per_core, row.samples))
+
+    rows = [issued(r) for r in rows_for(table8, {("ImageNet-1K", "head size 32 -> 64", "train"): 1150.0}, rounds=3)]
+    assert {r.host.host_bound for r in rows if r.spec.batch_per_core == 32} == {True}
+    assert all(r.host.queued_steps == pytest.approx(1.0, rel=0.01) for r in rows if r.spec.batch_per_core > 32)
+    (report,) = build_reports(table8, rows, load())
+    head = next(v for v in report.verdicts if v.claim.text.startswith("head") and v.mode == "train")
+    assert [c.host_bound for c in head.per_batch] == [True, False, False, False]
+    assert summary_text(head, report.batch_sizes) == "consistent at 32-256; host-bound at 32"
+    text = to_markdown([report])
+    assert "†+15.0% ±0.0" in text and "~†1,048" in text  # the claims table and the speed table
+    assert "host-bound: measures kernel launches; try --execution cuda-graphs" in text
+    cells = json.loads(to_json([report]))["reports"][0]["lines"][0]["cells"]
+    assert [c["host_bound"] for c in cells if c["mode"] == "train"] == [True, False, False, False]

@@ -1,5 +1,5 @@
-"""Rounds: the planner, the worker processes, the paired statistics, the position self-test and
-the noise flag. Nothing here times anything: speeds are made up, or only checked for shape."""
+"""Rounds: the planner, the A/A control, the worker processes, the paired statistics and the noise
+flag. Nothing here times anything: speeds are made up, or only checked for shape."""
 
 import dataclasses
 import math
@@ -14,10 +14,10 @@ from coatbench.accuracy import load
 from coatbench.config import build_config
 from coatbench.counting import ModelCount
 from coatbench.harness import Cell, Measurement
-from coatbench.options import Budget, DeviceKind, Dtype, Mode
-from coatbench.report import build_reports
-from coatbench.results import FIRST, LAST, Env, Status, Trial, read_rows
-from coatbench.rounds import schedule
+from coatbench.options import Budget, DeviceKind, Dtype, Mode, Rounds
+from coatbench.report import AAState, Word, build_reports
+from coatbench.results import Env, Status, Trial, read_rows
+from coatbench.rounds import aa_cells, schedule
 from coatbench.stats import paired_change
 from coatbench.suite import load_suite
 from coatbench.sweep import make_plan, make_row, run_sweep
@@ -28,70 +28,77 @@ TINY = build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=
 CELLS = [Cell(build_config("coatnet-0", head_size=h), m, b) for h in (32, 64) for m in Mode for b in (1, 2)]
 
 
-def test_every_cell_once_per_round_with_a_warm_up_copy_and_the_self_test():
+def test_every_cell_once_per_round_with_a_warm_up_copy_and_the_a_a_copies():
     groups = [CELLS[:4], CELLS[4:]]
     slots = schedule(groups, rounds=3, seed=7)
     for round_ in range(3):
         for group, cells in enumerate(groups):
             mine = [s for s in slots if (s.round, s.group) == (round_, group)]
             assert not mine[0].timed and mine[0].cell == mine[1].cell  # the untimed warm-up copy comes first
-            measured = [s.cell for s in mine if s.timed and s.self_test != LAST]
-            assert sorted(measured, key=cells.index) == cells  # every cell once
+            assert sorted((s.cell for s in mine if s.timed and not s.replicate), key=cells.index) == cells
+            # the A/A control: the baseline again at its largest per-core batch, in each mode
+            copies = [s.cell for s in mine if s.replicate]
+            assert sorted(copies, key=cells.index) == [c for c in cells if c.batch_size == 2]
             assert [s.position for s in mine if s.timed] == list(range(len(mine) - 1))
-    round0 = [s for s in slots if (s.round, s.group) == (0, 0)]
-    assert round0[1].cell == round0[-1].cell == CELLS[0]  # the baseline first and last
-    assert (round0[1].self_test, round0[-1].self_test) == (FIRST, LAST)
-    assert not any(s.self_test for s in slots if s.round > 0)
+    # the copy's place is drawn, not always last
+    places = {s.position for s in slots if s.replicate}
+    assert len(places) > 1
+
+
+def test_a_replicate_row_measures_every_cell_of_the_baseline_twice_and_oom_moves_the_copy_down():
+    cells = CELLS[:4]
+    assert aa_cells(cells, replicated=True) == cells
+    assert aa_cells(cells, replicated=False) == [cells[1], cells[3]]  # (train, 2), (infer, 2)
+    assert aa_cells(cells, replicated=False, skip={cells[1]}) == [cells[0], cells[3]]  # train 2 out of memory
 
 
 def test_the_seed_reproduces_the_order_and_another_seed_draws_another():
-    order = lambda seed: [(s.cell, s.round) for s in schedule([CELLS], 4, seed)]  # noqa: E731
+    order = lambda seed: [(s.cell, s.round, s.replicate) for s in schedule([CELLS], 4, seed)]  # noqa: E731
     assert order(1) == order(1)
     assert order(1) != order(2)
-    later_rounds = {tuple(c for c, r in order(1) if r == round_) for round_ in (1, 2, 3)}
+    later_rounds = {tuple(c for c, r, _ in order(1) if r == round_) for round_ in (1, 2, 3)}
     assert len(later_rounds) > 1  # rounds are drawn afresh, not one order repeated
 
 
 def test_paired_change_on_known_samples():
-    change, u = paired_change([110, 121, 99], [100, 110, 90])
-    assert change == pytest.approx(0.10) and u == 0.0  # every round +10%: no doubt
+    found = paired_change([110, 121, 99], [100, 110, 90])
+    assert found.change == pytest.approx(0.10) and found.low == found.high == pytest.approx(0.10)  # no doubt
     variant, baseline = [112, 119, 99, 130], [100, 110, 90, 120]
     logs = np.log(variant) - np.log(baseline)
     low, high = scipy_stats.t.interval(0.95, len(logs) - 1, logs.mean(), scipy_stats.sem(logs))
-    change, u = paired_change(variant, baseline)
-    assert change == pytest.approx(math.exp(logs.mean()) - 1)
-    assert u == pytest.approx((math.exp(high) - math.exp(low)) / 2)
-    assert math.isnan(paired_change([110], [100])[1])
+    found = paired_change(variant, baseline)
+    assert found.change == pytest.approx(math.exp(logs.mean()) - 1)
+    assert (found.low, found.high) == (pytest.approx(math.expm1(low)), pytest.approx(math.expm1(high)))
+    assert found.n == 4 and found.log_sd == pytest.approx(logs.std(ddof=1))
+    assert not paired_change([110], [100]).has_interval
 
 
 ENV = Env("0.1.0", None, "3.11", "2.13", None, None, None, "cpu", "Test CPU", 1, "Test CPU", 2, 2)
 
 
-def sweep_rows(suite, speed, rounds=4, self_test=(1.0, 1.0), jitter=0.0, seed=0, devices=(1,), sweep="sweep-1"):
-    """Rows of one sweep of `suite` with made-up speeds: speed(label, mode, round) images/s;
-    the first setting's baseline measured first and last in round 0 at the given levels, on
-    one device (as a sweep on several devices does)."""
+def sweep_rows(suite, speed, rounds=4, aa=lambda setting, mode, round_: 1.0, jitter=0.0, seed=0, devices=(1,),
+               sweep="sweep-1"):  # fmt: skip
+    """Rows of one sweep of `suite` with made-up speeds: speed(label, mode, round) images/s; each
+    setting's baseline measured a second time in every round at its largest per-core batch, at
+    aa(setting, mode, round) times its first measurement."""
     rng = np.random.default_rng(seed)
     rows = []
     for setting, n in ((setting, n) for n in devices for setting in suite.settings):
         for row in setting.rows:
+            if row.replicate:
+                continue
             counted = ModelCount(row.config, 1, 1, 6, {})
             for mode in suite.modes:
                 for batch in suite.batch_sizes:
                     cell = Cell(row.config, mode, batch, Dtype.FP32, devices=n)
                     for round_ in range(rounds):
                         level = speed(row.label, mode.value, round_) * (1 + jitter * rng.standard_normal())
-                        ends = [("", 1.0)]
-                        if (
-                            n == 1
-                            and round_ == 0
-                            and row is setting.rows[0]
-                            and (mode, batch) == (suite.modes[0], suite.batch_sizes[0])
-                        ):
-                            ends = [(FIRST, self_test[0]), (LAST, self_test[1])]
-                        for end, factor in ends:
+                        copies = [(0, 1.0)]
+                        if row is setting.baseline and batch == max(suite.batch_sizes):
+                            copies.append((1, aa(setting.name, mode.value, round_)))
+                        for replicate, factor in copies:
                             samples = [level * factor * (1 + 0.001 * (i % 3 - 1)) for i in range(6)]
-                            trial = Trial(sweep, 5, round_, rounds, 0, round_, end)
+                            trial = Trial(sweep, 5, round_, rounds, 0, round_, replicate)
                             env = dataclasses.replace(ENV, device_count=n)
                             rows.append(make_row(cell, Measurement(Status.OK, samples, 1), counted, env, (), trial))
     return rows
@@ -111,52 +118,68 @@ def steady(label, mode, round_):
 def test_changes_are_paired_within_rounds(ci_suite):
     (report,) = build_reports(ci_suite, sweep_rows(ci_suite, steady), load())
     head64 = next(line for line in report.lines if line.label == "head size 32 -> 64").cells["train", 2]
-    assert head64.basis == "rounds"
-    assert head64.change == pytest.approx(0.10, abs=0.002) and head64.uncertainty < 0.005
-    assert not report.order_sensitive and "within 1 +- 2%" in to_markdown([report])
+    assert head64.change.basis.value == "rounds" and head64.change.n == 4
+    assert head64.change.change == pytest.approx(0.10, abs=0.002) and head64.change.uncertainty < 0.005
+    assert [aa.state for aa in report.controls] == [AAState.PASSED, AAState.PASSED]
+    assert "no order effect" in to_markdown([report])
 
 
-def test_an_order_sensitive_machine_makes_every_verdict_inconclusive():
+def faster_head(label, mode, round_):
+    return 100.0 * (1.3 if label == "head size 32 -> 64" else 1.0) * (1 + 0.01 * (round_ % 3))
+
+
+def test_a_failing_a_a_makes_inconclusive_only_the_verdicts_it_covers():
+    """An order effect in training on ImageNet-1K voids that setting's training verdicts, and no
+    others: its inference and the other setting keep theirs."""
     suite = load_suite("table8")
-    speeds = lambda label, mode, round_: 100.0 * (1.3 if label == "head size 32 -> 64" else 1.0)  # noqa: E731
-    (quiet,) = build_reports(suite, sweep_rows(suite, speeds, self_test=(1.0, 1.01)), load())
-    assert not quiet.order_sensitive
-    assert {v.verdict for v in quiet.verdicts if v.claim.startswith("head")} == {"consistent"}
-    (shaky,) = build_reports(suite, sweep_rows(suite, speeds, self_test=(1.0, 1.08)), load())
-    assert shaky.order_sensitive and shaky.self_tests[0].change == pytest.approx(0.08, abs=0.005)
-    assert {v.verdict for v in shaky.verdicts if v.verdict != "untested"} == {"inconclusive (order-sensitive)"}
-    assert "order-sensitive" in to_markdown([shaky]) and '"order_sensitive": true' in to_json([shaky])
+
+    def shifted(setting, mode, round_):
+        return 1.08 + 0.002 * round_ if (setting, mode) == ("ImageNet-1K", "train") else 1.0
+
+    (report,) = build_reports(suite, sweep_rows(suite, faster_head, aa=shifted), load())
+    failed = [aa for aa in report.controls if aa.failed]
+    assert [(aa.setting, aa.mode) for aa in failed] == [("ImageNet-1K", "train")]
+    words = {(v.claim.text.split()[0], v.setting, v.mode): {c.word for c in v.per_batch} for v in report.verdicts}
+    assert words["head", "ImageNet-1K", "train"] == {Word.INCONCLUSIVE}
+    assert words["BatchNorm", "ImageNet-1K", "train"] == {Word.INCONCLUSIVE}
+    assert words["head", "ImageNet-1K", "infer"] == {Word.CONSISTENT}
+    assert Word.INCONCLUSIVE not in words["BatchNorm", "ImageNet-21K -> 1K", "train"]
+    text = to_markdown([report])
+    assert "order-sensitive: the verdicts it covers are inconclusive" in text
+    assert '"order_sensitive": true' in to_json([report])
 
 
-def test_the_one_device_self_test_of_a_sweep_holds_for_its_cells_on_several_devices():
-    """A sweep on several devices tests the position on one device only; the verdicts of its
-    2-device cells, measured in the same rounds on the same machine, stand or fall with it."""
+def test_a_noisy_a_a_whose_interval_contains_0_voids_nothing():
+    """The H200's case: one A/A read +2.9% +-4.5. A wide interval that contains 0 shows noise,
+    not an order effect, and the sharp verdicts beside it stand."""
     suite = load_suite("table8")
-    speeds = lambda label, mode, round_: 100.0 * (1.3 if label == "head size 32 -> 64" else 1.0)  # noqa: E731
-    for level, sensitive in ((1.01, False), (1.08, True)):
-        reports = build_reports(suite, sweep_rows(suite, speeds, self_test=(1.0, level), devices=(1, 2)), load())
-        (two,) = [report for report in reports if report.devices == 2]
-        assert two.order_sensitive is sensitive
-        assert two.self_tests[0].cell.endswith("(eager, 1 device, same sweep)")
-        head = {v.verdict for v in two.verdicts if v.claim.startswith("head")}
-        assert head == ({"inconclusive (order-sensitive)"} if sensitive else {"consistent"})
-    # another sweep's self-test says nothing of this one's order
-    alone = sweep_rows(suite, speeds, devices=(2,), sweep="sweep-2")
-    other = sweep_rows(suite, speeds, self_test=(1.0, 1.08), sweep="sweep-3")
-    (two,) = [report for report in build_reports(suite, alone + other, load()) if report.devices == 2]
-    assert two.self_tests == [] and not two.order_sensitive
+    noisy = lambda setting, mode, round_: (1.10, 0.95, 1.02, 0.99)[round_] if mode == "train" else 1.0  # noqa: E731
+    (report,) = build_reports(suite, sweep_rows(suite, faster_head, aa=noisy), load())
+    states = {(aa.setting, aa.mode): aa.state for aa in report.controls}
+    assert states["ImageNet-1K", "train"] is AAState.WIDE
+    head = {c.word for v in report.verdicts if v.claim.text.startswith("head") for c in v.per_batch}
+    assert head == {Word.CONSISTENT}
 
 
-def test_single_run_verdicts_say_so(ci_suite):
+def test_the_a_a_of_a_sweep_on_several_devices_covers_each_device_count_apart():
     suite = load_suite("table8")
-    speeds = lambda label, mode, round_: 100.0 * (1.3 if label == "head size 32 -> 64" else 1.0)  # noqa: E731
-    rows = [
-        dataclasses.replace(r, trial=None) for r in sweep_rows(suite, speeds, rounds=1) if not r.trial.self_test == LAST
-    ]
+    reports = build_reports(suite, sweep_rows(suite, faster_head, devices=(1, 2)), load())
+    assert [r.devices for r in reports] == [1, 2]
+    for report in reports:
+        assert {(aa.setting, aa.mode) for aa in report.controls} == {
+            (s.name, m) for s in suite.settings for m in ("train", "infer")
+        }
+
+
+def test_single_run_verdicts_are_unresolved_and_say_why():
+    suite = load_suite("table8")
+    rows = [dataclasses.replace(r, trial=None) for r in sweep_rows(suite, faster_head, rounds=1) if not r.replicate]
     (report,) = build_reports(suite, rows, load())
-    head = [v for v in report.verdicts if v.claim.startswith("head")]
-    assert {v.verdict for v in head} == {"consistent (single run)"}
-    assert "Position self-test: not run" in to_markdown([report])
+    head = [c for v in report.verdicts if v.claim.text.startswith("head") for c in v.per_batch]
+    assert {c.word for c in head} == {Word.UNRESOLVED}
+    text = to_markdown([report])
+    assert "unresolved at 32-256 (single run)" in text
+    assert "A/A control: not run (these rows were measured without rounds)" in text
 
 
 def test_a_cell_whose_rounds_wander_is_marked_unstable(ci_suite):
@@ -171,15 +194,16 @@ def test_a_cell_whose_rounds_wander_is_marked_unstable(ci_suite):
 
 
 def test_a_sweep_runs_its_rounds_in_worker_processes(tmp_path):
-    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=2, seed=3,
-                     min_time=0.05, max_time=0.2, out=tmp_path / "r.jsonl")  # fmt: skip
+    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=Rounds(2),
+                     seed=3, min_time=0.05, max_time=0.2, out=tmp_path / "r.jsonl")  # fmt: skip
     result = run_sweep(plan)
     rows = read_rows(tmp_path / "r.jsonl")
     assert [r.to_dict() for r in rows] == [r.to_dict() for r in result.rows]
-    assert len(rows) == 2 * 2 + 1  # two cells, two rounds, the self-test's second measurement
+    assert len(rows) == 2 * (2 + 1)  # two rounds of two cells and the A/A copy of the larger batch
     assert {r.trial.process for r in rows} == {0, 1} and {r.trial.seed for r in rows} == {3}
     assert all(r.ok and r.trial.sweep == plan.sweep for r in rows)
-    assert [(r.trial.round, r.trial.self_test) for r in rows if r.trial.self_test] == [(0, FIRST), (0, LAST)]
+    assert sorted((r.trial.round, r.spec.batch_per_core) for r in rows if r.replicate) == [(0, 2), (1, 2)]
+    assert result.stopped.reason.value == "fixed" and result.rounds == 2
 
 
 def die_on_second_job(conn, jobs, device_type):
@@ -197,3 +221,84 @@ def test_a_dead_worker_fails_only_the_job_it_was_measuring():
     events = [(i, m) for i, m in in_worker(jobs, torch.device("cpu"), target=die_on_second_job) if m is not None]
     assert [(i, m.status) for i, m in events] == [(0, Status.OK), (1, Status.FAILED), (2, Status.OK)]
     assert "exit code 9" in events[1][1].message
+
+
+AUTO_SUITE = """
+batch_sizes = [1]
+modes = ["infer"]
+[[settings]]
+name = "tiny"
+model = "coatnet-0"
+image_size = 32
+rows = [{ layout = "1,1,1,1,1" }, { label = "hd64", layout = "1,1,1,1,1", head_size = 64 },
+        { layout = "1,1,1,1,1", norm = "ln" }]
+[[claims]]
+text = "head size 64 is at least 5% faster"
+row = "hd64"
+faster = "variant"
+min = 0.05
+"""
+
+
+def made_up(effect: float, noise: float, seed: int = 0):
+    """A stand-in for the harness (`run_sweep`'s measure_cell): the head-size-64 variant `effect`
+    faster, LN as fast as the baseline, every measurement `noise` apart from the next."""
+    rng = np.random.default_rng(seed)
+
+    def measure_cell(cell, device, budget):
+        level = 100.0 * (1 + effect if cell.config.head_size == 64 else 1.0) * math.exp(noise * rng.standard_normal())
+        return Measurement(Status.OK, [level * (1 + 0.001 * k) for k in (-1, 0, 1)], 1)
+
+    return measure_cell
+
+
+def auto_plan(tmp_path, budget_s: float, resume=None):
+    from coatbench.sweep import plan_suite
+
+    suite_file = tmp_path / "auto.toml"
+    suite_file.write_text(AUTO_SUITE)
+    _, plan = plan_suite(str(suite_file), device=DeviceKind.CPU, seed=4, rounds=Rounds(3, auto=True),
+                         time_budget_s=budget_s, out=tmp_path / "auto.jsonl", resume=resume)  # fmt: skip
+    return plan
+
+
+def test_rounds_auto_stops_once_every_claim_cell_is_resolved(tmp_path):
+    result = run_sweep(auto_plan(tmp_path, 600.0), measure_cell=made_up(0.30, 0.005))
+    assert result.stopped.reason.value == "resolved" and result.rounds == 3
+
+
+def test_rounds_auto_adds_rounds_of_the_unresolved_cells_only(tmp_path):
+    """+8% against a claim of 5%, each measurement 3% noisy: three rounds straddle 5%; later rounds
+    measure only the claim's two cells and the A/A copy, until the claim is resolved."""
+    result = run_sweep(auto_plan(tmp_path, 600.0), measure_cell=made_up(0.08, 0.03))
+    assert result.rounds > 3 and result.stopped.reason.value in ("resolved", "out of reach")
+    later = [r for r in result.rows if r.trial.round >= 3]
+    assert later and {r.spec.network["norm"] for r in later} == {"bn"}  # LN has no claim: not measured again
+    assert {(r.spec.network["head_size"], r.replicate) for r in later} == {(32, 0), (32, 1), (64, 0)}
+
+
+def test_rounds_auto_stops_on_the_budget_and_resume_goes_on_with_the_same_sweep(tmp_path):
+    first = run_sweep(auto_plan(tmp_path, 1e-6), measure_cell=made_up(0.08, 0.03))
+    assert first.rounds == 3 and first.stopped.reason.value == "budget"
+    assert "a round takes" in first.stopped.detail
+    plan = auto_plan(tmp_path, 600.0, resume=tmp_path / "auto.jsonl")
+    assert plan.slots == () and plan.sweep == first.rows[0].trial.sweep  # the minimum is there: only more rounds
+    again = run_sweep(plan, measure_cell=made_up(0.08, 0.03, seed=1))
+    assert again.rounds > 3 and {r.trial.sweep for r in again.rows} == {plan.sweep}
+    assert min(r.trial.round for r in again.rows) == 3
+
+
+def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_batch_below(tmp_path):
+    def measure_cell(cell, device, budget):
+        if cell.batch_size == 2:
+            return Measurement(Status.OOM, message="out of memory")
+        return Measurement(Status.OK, [100.0, 100.1, 99.9], 1)
+
+    plan = make_plan([TINY, build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10, norm="ln")],
+                     device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=3, seed=1,
+                     out=tmp_path / "oom.jsonl")  # fmt: skip
+    rows = run_sweep(plan, measure_cell=measure_cell).rows
+    at_2 = [(r.spec.network["norm"], r.status) for r in rows if r.spec.batch_per_core == 2]
+    assert sorted(at_2) == [("bn", Status.OOM), ("ln", Status.OOM)]  # each once, in round 0
+    copies = [r for r in rows if r.replicate and r.ok]
+    assert {r.spec.batch_per_core for r in copies} == {1} and {r.trial.round for r in copies} >= {1, 2}

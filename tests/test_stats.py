@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from coatbench.stats import ratio_with_uncertainty, runs_ratio_with_uncertainty, summarize
+from coatbench.stats import ratio_with_uncertainty, runs_change, summarize
 
 
 def test_summary_of_known_samples():
@@ -39,9 +39,9 @@ def test_ratio_of_medians_with_uncertainty():
     rng = np.random.default_rng(2)
     a = 110 + rng.normal(0, 1, 30)
     b = 100 + rng.normal(0, 1, 30)
-    change, half = ratio_with_uncertainty(a, b)
-    assert change == pytest.approx(0.10, abs=0.01)
-    assert 0 < half < 0.02
+    found = ratio_with_uncertainty(a, b)
+    assert found.change == pytest.approx(0.10, abs=0.01)
+    assert found.low < found.change < found.high and 0 < found.uncertainty < 0.02
 
 
 def test_runs_are_the_unit_when_there_are_several():
@@ -50,7 +50,7 @@ def test_runs_are_the_unit_when_there_are_several():
     rng = np.random.default_rng(3)
     run = lambda level: list(level * (1 + 0.002 * rng.standard_normal(20)))  # noqa: E731
     a, b = [run(110), run(95)], [run(100), run(86)]
-    change, half = runs_ratio_with_uncertainty(a, b)
-    assert change == pytest.approx(math.sqrt(110 * 95 / (100 * 86)) - 1, abs=0.005)
-    assert half > 0.1 > ratio_with_uncertainty(a[-1], b[-1])[1]
-    assert runs_ratio_with_uncertainty(a[:1], b) == ratio_with_uncertainty(a[0], b[-1])  # one run: its blocks
+    found = runs_change(a, b)
+    assert found.change == pytest.approx(math.sqrt(110 * 95 / (100 * 86)) - 1, abs=0.005)
+    assert found.uncertainty > 0.1 > ratio_with_uncertainty(a[-1], b[-1]).uncertainty
+    assert runs_change(a[:1], b) == ratio_with_uncertainty(a[0], b[-1])  # one run: its blocks

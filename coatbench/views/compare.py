@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from coatbench.compare import Comparison, Outcome, RowComparison
-from coatbench.options import Format
+from coatbench.options import Format, Rounds
 from coatbench.views.console import cell_label, emit, markdown, print_json, print_note, signed_percent
 
 ORDER = {
@@ -87,6 +87,7 @@ def show_comparison(comparison: Comparison, fmt: Format) -> None:
         emit(fmt, [dict(r) for r in table], table, title=summary(results))
 
 
-def round_printer(rounds: int) -> Callable[[int, str], None]:
+def round_printer(rounds: Rounds) -> Callable[[int, str], None]:
     """`ab`'s progress: which revision runs in which round, on stderr."""
-    return lambda index, ref: print_note(f"round {index + 1}/{rounds}: {ref.upper()}")
+    of = f"{rounds.count}+" if rounds.auto else str(rounds.count)
+    return lambda index, ref: print_note(f"round {index + 1}/{of}: {ref.upper()}")

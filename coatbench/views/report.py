@@ -16,32 +16,62 @@ import numpy as np
 
 from coatbench.files import write_atomically
 from coatbench.options import Format
-from coatbench.report import Line, Measured, Report, disagreements
+from coatbench.report import (
+    ORDER_TOLERANCE,
+    AAResult,
+    AAState,
+    CellVerdict,
+    Line,
+    Measured,
+    Report,
+    Verdict,
+    Word,
+    claimed_change,
+    disagreements,
+    format_batches,
+)
 from coatbench.results import Status
+from coatbench.stats import Basis, Change
 from coatbench.views.console import print_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
+UNSTABLE_MARK, HOST_BOUND_MARK = "~", "†"
+HOST_BOUND_ADVICE = "measures kernel launches; try --execution cuda-graphs"
+
+
+def value_text(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
 
 def cell_text(m: Measured, split: str = " ") -> str:
     """Images/s per core and the change against the baseline, e.g. "957 (+7.9% ±0.6)"; ~ marks an
-    unstable cell. `split` goes between the two ("\n": a cell of two lines, for a terminal)."""
+    unstable cell, † a host-bound one. `split` goes between the two ("\n": a cell of two lines,
+    for a terminal)."""
     if m.status is not Status.OK:
         return "-" if m.status is None else m.status.value.upper()
-    value = m.images_per_s
-    text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-    text = ("~" if m.unstable else "") + text  # unstable: the note says why
+    marks = (UNSTABLE_MARK if m.unstable else "") + (HOST_BOUND_MARK if m.host_bound else "")
+    text = marks + value_text(m.images_per_s)
     if m.change is not None:
-        text += f"{split}({change_text(m.change, m.uncertainty)})"
+        text += f"{split}({change_text(m.change)})"
     if m.scaling is not None:
-        text += f"{split}E {m.scaling.text}"
+        text += f"{split}E {scaling_text(m.scaling)}"
     return text
 
 
-def change_text(change: float, uncertainty: float | None, split: str = " ") -> str:
-    u = "" if uncertainty is None or math.isnan(uncertainty) else f"{split}±{uncertainty * 100:.1f}"
-    return f"{change * 100:+.1f}%{u}"
+def scaling_text(scaling) -> str:
+    """ "0.99 ±0.01"; "!" marks an efficiency above SUPERLINEAR."""
+    u = "" if math.isnan(scaling.uncertainty) else f" ±{scaling.uncertainty:.2f}"
+    return f"{'!' if scaling.suspect else ''}{scaling.efficiency:.2f}{u}"
+
+
+def change_text(change: Change | None, split: str = " ") -> str:
+    """ "+8.4% ±0.2": the change and half its 95% interval's width (none without an interval)."""
+    if change is None:
+        return "-"
+    u = f"{split}±{change.uncertainty * 100:.1f}" if change.has_interval else ""
+    return f"{change.change * 100:+.1f}%{u}"
 
 
 def accuracy_text(line: Line) -> str:
@@ -57,10 +87,45 @@ def title(report: Report) -> str:
 
 
 VERDICT_WORDS = (
-    "Verdicts: consistent = the 95% interval reaches into the claimed range; stronger / weaker than claimed = "
-    "wholly beyond / short of it, same direction; no measurable difference = it contains 0; contradicted = wholly "
-    "the other way; mixed = the batch sizes disagree; (single run) = an interval from one run's blocks."
+    "Verdicts, each a statement at 95% on the interval I of the claimed side's speed-up against the claimed range "
+    "R: consistent = I lies within R; stronger / weaker than claimed = I lies above R / between 0 and R; no "
+    "measurable difference = I contains 0 and lies below R; contradicted = I lies below 0; unresolved = I straddles "
+    "a boundary of R or 0 (with the rounds in all that would resolve it at the rounds' spread); inconclusive = the "
+    "A/A control covering the cell shows an order effect; † host-bound: the device waited on the host to issue its "
+    f"steps, so the cell {HOST_BOUND_ADVICE}."
 )
+
+
+def need_text(cell: CellVerdict) -> str:
+    """Why an unresolved cell is unresolved, briefly: the rounds it needs, or what is missing."""
+    if cell.change is not None and cell.change.basis is Basis.SINGLE_RUN:
+        return "single run"
+    if cell.rounds_needed is None:
+        return "no interval" if cell.change is None or not cell.change.has_interval else "out of reach"
+    return f"~{cell.rounds_needed} rounds"
+
+
+def summary_text(verdict: Verdict, order: Sequence[int]) -> str:
+    """ "consistent at 128-256, unresolved at 32 (~9 rounds)"; host-bound batches named last."""
+    cells = {c.batch: c for c in verdict.per_batch}
+    parts = []
+    for word, batches in verdict.summary:
+        text = f"{word.value} at {format_batches(batches, order)}"
+        if word is Word.UNRESOLVED:
+            needs = list(dict.fromkeys(need_text(cells[b]) for b in batches))
+            text += f" ({', '.join(needs)})"
+        elif word is Word.INCONCLUSIVE:
+            text += " (A/A order-sensitive)"
+        parts.append(text)
+    bound = [c.batch for c in verdict.per_batch if c.host_bound]
+    if bound:
+        parts.append(f"host-bound at {format_batches(bound, order)}")
+    return "; ".join(parts)
+
+
+def verdict_class(verdict: Verdict) -> str:
+    """A CSS class for the verdict's cell: its one word, or "mixed"."""
+    return verdict.summary[0][0].name.lower() if len(verdict.summary) == 1 else "mixed"
 
 
 def summary_rows(report: Report, split: str = " ") -> list[dict[str, str]]:
@@ -68,11 +133,40 @@ def summary_rows(report: Report, split: str = " ") -> list[dict[str, str]]:
     per-core batch (the tables' sign: + = the variant is faster), and the verdict."""
     rows = []
     for v in report.verdicts:
-        measured = {b.batch: change_text(b.change, b.uncertainty, split) for b in v.per_batch}
-        row = {"claim": f"{v.variant} {v.claimed}", "setting": v.setting, "mode": v.mode}
+        measured = {
+            c.batch: (HOST_BOUND_MARK if c.host_bound else "") + change_text(c.change, split) for c in v.per_batch
+        }
+        row = {"claim": f"{v.variant} {claimed_change(v.claim)}", "setting": v.setting, "mode": v.mode}
         row.update({f"bs{batch}": measured.get(batch, "-") for batch in report.batch_sizes})
-        rows.append({**row, "verdict": v.verdict})
+        rows.append({**row, "verdict": summary_text(v, report.batch_sizes)})
     return rows
+
+
+AA_HEADING = (
+    "A/A controls: the baseline measured a second time in each round, against its first (95% interval over the "
+    f"rounds); order-sensitive when the interval excludes 0 by more than {ORDER_TOLERANCE:.0%}"
+)
+
+
+def aa_rows(report: Report, split: str = " ") -> list[dict[str, str]]:
+    """One row per A/A control: where, its change, what it says and what it covers."""
+    return [
+        {
+            "setting": aa.setting,
+            "mode": aa.mode,
+            "bs": str(aa.batch),
+            "A/A": change_text(aa.change, split),
+            "rounds": str(aa.change.n),
+            "verdict": aa_text(aa),
+        }
+        for aa in report.controls
+    ]
+
+
+def aa_text(aa: AAResult) -> str:
+    if aa.state is AAState.FAILED:
+        return f"{aa.state.value}: the verdicts it covers are inconclusive"
+    return aa.state.value
 
 
 def mode_rows(report: Report, mode: str, split: str = " ") -> list[dict[str, str]]:
@@ -94,14 +188,17 @@ def legend(report: Report) -> list[str]:
 
 
 def sections(report: Report, split: str = " ") -> list[tuple[str, list[dict[str, str]]]]:
-    """(heading, rows) of a report's tables: the verdicts first, then each mode."""
+    """(heading, rows) of a report's tables: the verdicts and the A/A controls beside them first,
+    then each mode."""
     heading = "images/s per core (the change against the setting's baseline, 95% interval)"
     modes = [
         (f"{'Training' if mode == 'train' else 'Inference'}: {heading}", mode_rows(report, mode, split))
         for mode in report.modes
     ]
     verdicts = "Claims: the variant's change against its baseline (+ = faster), 95% interval, and the verdict"
-    return ([(verdicts, summary_rows(report, split))] if report.verdicts else []) + modes
+    claims = [(verdicts, summary_rows(report, split))] if report.verdicts else []
+    controls = [(AA_HEADING, aa_rows(report, split))] if report.controls else []
+    return claims + controls + modes
 
 
 def notes_of(report: Report) -> list[str]:
@@ -114,12 +211,57 @@ def accuracy_sources(report: Report) -> list[str]:
     return ([f"Top-1 from: {'; '.join(sources)}"] if sources else []) + [read]
 
 
+def cell_detail(cell: CellVerdict) -> str:
+    """One per-core batch of a verdict in full: the change, its basis and the word, with why."""
+    where = f"per-core {cell.batch}"
+    if cell.word is Word.UNTESTED:
+        return f"{where}: untested ({cell.missing})"
+    c = cell.change
+    basis = {Basis.ROUNDS: f"over {c.n} rounds", Basis.RUNS: f"over {c.n} runs a side", Basis.SINGLE_RUN: "one run"}
+    text = f"{where}: {change_text(c)} {basis[c.basis]}: {cell.word.value}"
+    if cell.word is Word.UNRESOLVED:
+        if c.basis is Basis.SINGLE_RUN:
+            text += " (a single run's blocks leave out how far runs wander: measure in rounds)"
+        elif not c.has_interval:
+            text += " (one round: no interval yet)"
+        else:
+            straddled = ", ".join(f"{b:+.0%}" for b in cell.straddles)
+            need = (
+                f"~{cell.rounds_needed} rounds in all would resolve it at the rounds' spread"
+                if cell.rounds_needed is not None
+                else "its estimate sits on a boundary: more rounds are unlikely to resolve it"
+            )
+            text += f" (the claimed side's interval straddles {straddled}; {need})"
+    elif cell.word is Word.INCONCLUSIVE:
+        failed = [aa for aa in cell.aa if aa.failed]
+        text += " (" + "; ".join(f"A/A {aa.mode} per-core {aa.batch}: {change_text(aa.change)}" for aa in failed)
+        text += f", which excludes 0 by more than {ORDER_TOLERANCE:.0%})"
+    if cell.host_bound:
+        text += f" [{HOST_BOUND_MARK} host-bound: {HOST_BOUND_ADVICE}]"
+    return text
+
+
 def verdict_lines(report: Report) -> list[str]:
-    return [f"{v.claim} [{v.setting}]: {v.detail}" for v in report.verdicts]
+    """Each claim on each setting and mode in full."""
+    lines = []
+    for v in report.verdicts:
+        faster = "the variant" if v.claim.faster == "variant" else "the baseline"
+        claimed = f"{v.claim.low:.0%}" + (f"-{v.claim.high:.0%}" if v.claim.high is not None else " or more")
+        where = f"[{v.mode}, {v.execution}, {v.dtype}, {v.device}]"
+        cells = "; ".join(cell_detail(c) for c in v.per_batch)
+        lines.append(
+            f"{v.claim.text} [{v.setting}]: claimed: {faster} {claimed} faster; measured, the variant against the "
+            f"baseline {where}: {cells}"
+        )
+    return lines
 
 
 def all_notes(reports: Sequence[Report]) -> list[str]:
-    return [f"Eager and compiled disagree: {d}" for d in disagreements(reports)]
+    notes = []
+    for verdict, words in disagreements(reports):
+        found = "; ".join(f"{execution}: {word.value}" for execution, word in sorted(words.items()))
+        notes.append(f"The executions disagree on {verdict.claim.text} [{verdict.setting}, {verdict.mode}]: {found}")
+    return notes
 
 
 def to_markdown(reports: Sequence[Report]) -> str:
@@ -148,6 +290,20 @@ def to_latex(reports: Sequence[Report]) -> str:
     )
 
 
+def _interval(change: Change | None) -> dict:
+    """A change's figures for CSV and JSON (NaN ends: null)."""
+    if change is None:
+        return {"change": None, "ci95_low": None, "ci95_high": None, "basis": None, "n": None}
+    finite = lambda x: None if math.isnan(x) else x  # noqa: E731
+    return {
+        "change": change.change,
+        "ci95_low": finite(change.low),
+        "ci95_high": finite(change.high),
+        "basis": change.basis.value,
+        "n": change.n,
+    }
+
+
 def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
     """One row per (report, line, mode, batch) with raw numbers: for spreadsheets and pandas."""
     import pandas as pd
@@ -156,6 +312,7 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
     for report in reports:
         for line in report.lines:
             for (mode, batch), m in line.cells.items():
+                change = _interval(m.change)
                 records.append(
                     {
                         "hardware": report.hardware_key,
@@ -176,10 +333,12 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
                         "batch_per_core": batch,
                         "status": "missing" if m.status is None else m.status.value,
                         "images_per_s": m.images_per_s,
-                        "change": m.change,
-                        "change_ci95_halfwidth": m.uncertainty,
-                        "change_basis": m.basis,
+                        "change": change["change"],
+                        "change_ci95_low": change["ci95_low"],
+                        "change_ci95_high": change["ci95_high"],
+                        "change_basis": change["basis"],
                         "unstable": m.unstable,
+                        "host_bound": m.host_bound,
                         "efficiency": None if m.scaling is None else m.scaling.efficiency,
                         "efficiency_ci95_halfwidth": None if m.scaling is None else m.scaling.uncertainty,
                         "efficiency_suspect": None if m.scaling is None else m.scaling.suspect,
@@ -188,22 +347,104 @@ def long_frame(reports: Sequence[Report]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _claim_dict(verdict: Verdict) -> dict:
+    c = verdict.claim
+    return {"text": c.text, "faster": c.faster, "min": c.low, "max": c.high, "claimed_change": claimed_change(c)}
+
+
+def _aa_dict(aa: AAResult) -> dict:
+    return {
+        "setting": aa.setting,
+        "mode": aa.mode,
+        "batch_per_core": aa.batch,
+        **_interval(aa.change),
+        "state": aa.state.name.lower(),
+        "order_sensitive": aa.failed,
+    }
+
+
 def to_json(reports: Sequence[Report]) -> str:
-    def clean(report: Report) -> dict:
-        data = dataclasses.asdict(report)
-        for line, raw in zip(report.lines, data["lines"]):
-            raw["cells"] = [
-                {
-                    "mode": mode,
-                    "batch_per_core": batch,
-                    **{k: v for k, v in dataclasses.asdict(m).items() if k not in ("runs", "rounds")},
-                    "status": "missing" if m.status is None else m.status.value,
+    def cell(m: Measured, mode: str, batch: int) -> dict:
+        return {
+            "mode": mode,
+            "batch_per_core": batch,
+            "status": "missing" if m.status is None else m.status.value,
+            "images_per_s": m.images_per_s,
+            "ci95_rel": m.runs.spread,
+            "runs": len(m.runs.ok),
+            "superseded": m.runs.superseded,
+            "unstable": m.unstable,
+            "host_bound": m.host_bound,
+            **({} if m.change is None else {"against_baseline": _interval(m.change)}),
+            **(
+                {}
+                if m.scaling is None
+                else {
+                    "scaling": {
+                        "efficiency": m.scaling.efficiency,
+                        "ci95_halfwidth": m.scaling.uncertainty,
+                        "suspect": m.scaling.suspect,
+                    }
                 }
-                for (mode, batch), m in line.cells.items()
-            ]
-        data["order_sensitive"] = report.order_sensitive
-        for test, raw in zip(report.self_tests, data["self_tests"]):
-            raw["order_sensitive"] = test.order_sensitive
+            ),
+        }
+
+    def verdict(v: Verdict, report: Report) -> dict:
+        return {
+            "claim": _claim_dict(v),
+            "variant": v.variant,
+            "setting": v.setting,
+            "mode": v.mode,
+            "summary": [{"word": w.value, "batch_per_core": list(b)} for w, b in v.summary],
+            "summary_text": summary_text(v, report.batch_sizes),
+            "per_batch": [
+                {
+                    "batch_per_core": c.batch,
+                    "word": c.word.value,
+                    "against_baseline": _interval(c.change),
+                    "straddles": list(c.straddles),
+                    "rounds_needed": c.rounds_needed,
+                    "host_bound": c.host_bound,
+                    "covered_by": [_aa_dict(aa) for aa in c.aa],
+                    "missing": c.missing,
+                }
+                for c in v.per_batch
+            ],
+        }
+
+    def clean(report: Report) -> dict:
+        data = {
+            k: getattr(report, k)
+            for k in (
+                "suite",
+                "description",
+                "hardware_key",
+                "device_name",
+                "torch",
+                "execution",
+                "dtype",
+                "channels_last",
+                "devices",
+                "modes",
+                "batch_sizes",
+                "notes",
+                "accuracy_files",
+                "commits",
+                "dates",
+            )
+        }
+        data["lines"] = [
+            {
+                **{k: getattr(line, k) for k in ("setting", "label", "short", "model", "image_size", "baseline")},
+                "accuracy": None if line.accuracy is None else dataclasses.asdict(line.accuracy),
+                "params": line.params,
+                "macs": line.macs,
+                "cells": [cell(m, mode, batch) for (mode, batch), m in line.cells.items()],
+            }
+            for line in report.lines
+        ]
+        data["controls"] = [_aa_dict(aa) for aa in report.controls]
+        data["verdicts"] = [verdict(v, report) for v in report.verdicts]
         return data
 
     return json.dumps({"reports": [clean(r) for r in reports], "notes": all_notes(reports)}, indent=2) + "\n"
@@ -231,22 +472,23 @@ MODE_COLOURS = {"train": "tab:blue", "infer": "tab:orange"}
 EXECUTION_STYLES = ("-", "--", ":", "-.")  # one per execution mode, in the order they appear
 
 
-def claim_panels(reports: Sequence[Report]) -> dict[tuple[str, str, str], list[tuple[Report, object]]]:
+def claim_panels(reports: Sequence[Report]) -> dict[tuple[str, str, str], list[tuple[Report, Verdict]]]:
     """(hardware, claim, setting) -> the reports' verdicts on it: a panel of the decision figure."""
     panels: dict[tuple[str, str, str], list] = {}
     for report in reports:
         for verdict in report.verdicts:
-            if verdict.per_batch:
-                panels.setdefault((report.hardware_key, verdict.claim, verdict.setting), []).append((report, verdict))
+            if any(c.change is not None for c in verdict.per_batch):
+                key = (report.hardware_key, verdict.claim.text, verdict.setting)
+                panels.setdefault(key, []).append((report, verdict))
     return panels
 
 
-def claimed_band(verdict, limits: tuple[float, float]) -> tuple[float, float]:
+def claimed_band(claim, limits: tuple[float, float]) -> tuple[float, float]:
     """The claimed range as the variant's change against its baseline, in %, for shading; an
     open-ended claim ("at least 5%") runs to the edge of the panel (`limits`)."""
-    low, _, high = verdict.claimed.replace(">= ", "").replace("<= ", "").partition(" to ")
-    bound = float(low.rstrip("%"))
-    other = float(high.rstrip("%")) if high else (limits[1] if bound > 0 else limits[0])
+    as_change = (lambda x: x) if claim.faster == "variant" else (lambda x: 1 / (1 + x) - 1)
+    bound = 100 * as_change(claim.low)
+    other = 100 * as_change(claim.high) if claim.high is not None else (limits[1] if bound > 0 else limits[0])
     return min(bound, other), max(bound, other)
 
 
@@ -282,23 +524,31 @@ def figure(reports: Sequence[Report]):
         axis.axhline(0, color="black", linewidth=0.8)
         for report, verdict in found:
             style = EXECUTION_STYLES[executions.index(report.execution) % len(EXECUTION_STYLES)]
-            batches = [b.batch for b in verdict.per_batch]
-            change = np.array([b.change * 100 for b in verdict.per_batch])
-            spread = np.nan_to_num([b.uncertainty * 100 for b in verdict.per_batch])
+            measured = [c for c in verdict.per_batch if c.change is not None]
+            batches = [c.batch for c in measured]
+            change = np.array([c.change.change * 100 for c in measured])
+            below = np.nan_to_num([(c.change.change - c.change.low) * 100 for c in measured])
+            above = np.nan_to_num([(c.change.high - c.change.change) * 100 for c in measured])
             colour = MODE_COLOURS.get(verdict.mode, "tab:gray")
-            label = f"{verdict.mode}, {report.execution}: {verdict.verdict}"
-            axis.errorbar(batches, change, yerr=spread, fmt=style, marker="o", color=colour, capsize=3, label=label)
-            axis.fill_between(batches, change - spread, change + spread, color=colour, alpha=0.12)
+            label = f"{verdict.mode}, {report.execution}: {summary_text(verdict, report.batch_sizes)}"
+            axis.errorbar(
+                batches, change, yerr=[below, above], fmt=style, marker="o", color=colour, capsize=3, label=label
+            )
+            axis.fill_between(batches, change - below, change + above, color=colour, alpha=0.12)
         limits = axis.get_ylim()
-        low, high = claimed_band(found[0][1], limits)
+        claim = found[0][1].claim
+        low, high = claimed_band(claim, limits)
         axis.axhspan(low, high, color="tab:green", alpha=0.12, label="claimed")
         axis.set_ylim(min(limits[0], low - 2), max(limits[1], high + 2))
-        shown = sorted({b.batch for _, v in found for b in v.per_batch})
+        shown = sorted({c.batch for _, v in found for c in v.per_batch if c.change is not None})
         axis.set_xscale("log", base=2)
         axis.set_xticks(shown, [str(b) for b in shown])
         axis.minorticks_off()
-        axis.set(xlabel="per-core batch size", ylabel=f"{found[0][1].variant} vs baseline (%)",
-                 title=f"{found[0][1].variant} ({found[0][1].claimed} claimed), {setting}")  # fmt: skip
+        axis.set(
+            xlabel="per-core batch size",
+            ylabel=f"{found[0][1].variant} vs baseline (%)",
+            title=f"{found[0][1].variant} ({claimed_change(claim)} claimed), {setting}",
+        )
         axis.title.set_fontsize(10)
         axis.legend(fontsize=7, loc="best")
     for offset, mode in enumerate(reports[0].modes if reports else ()):
@@ -374,7 +624,8 @@ def to_html(reports: Sequence[Report], command: str = "coatbench report") -> str
         {
             "title": title(report),
             "sections": [
-                {"heading": h, "rows": rows, "columns": list(rows[0]) if rows else []} for h, rows in sections(report)
+                {"heading": h, "rows": rows, "columns": list(rows[0]) if rows else [], "classes": classes}
+                for (h, rows), classes in zip(sections(report), row_classes(report))
             ],
             "notes": notes_of(report) + ["Claims in full:"] + verdict_lines(report),
         }
@@ -390,7 +641,16 @@ def to_html(reports: Sequence[Report], command: str = "coatbench report") -> str
         environment=environment,
         command=command,
         text_columns={"claim", "setting", "mode", "row", "verdict"},
+        verdict_column="verdict",
     )
+
+
+def row_classes(report: Report) -> list[list[str]]:
+    """Per section of `sections`, a CSS class per row for its verdict column: the claims' words,
+    the A/A controls' states, none for the speed tables."""
+    claims = [[verdict_class(v) for v in report.verdicts]] if report.verdicts else []
+    controls = [["inconclusive" if aa.failed else "" for aa in report.controls]] if report.controls else []
+    return claims + controls + [[""] * len(report.lines) for _ in report.modes]
 
 
 def show_reports(reports: Sequence[Report], fmt: Format, plot_path: Path | None = None, command: str = "") -> None:

@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from coatbench.config import variant_name
 from coatbench.options import Format, torchrun_rank
-from coatbench.results import LAST, Row, run_key
+from coatbench.results import Row, run_key
 from coatbench.views.console import emit, err_console, print_note
 
 if TYPE_CHECKING:
     from coatbench.harness import Cell
-    from coatbench.sweep import Plan
+    from coatbench.sweep import Plan, SweepResult
 
 
 def cell_name(cell: Cell) -> str:
@@ -34,9 +35,15 @@ def plan_notes(plan: Plan) -> list[str]:
     where = "in this process" if plan.device.type == "xla" else f"in {plan.processes} worker process(es)"
     if torchrun_rank() is not None:
         where = "in each rank's own process (torchrun)"
+    rounds = (
+        f"at least {plan.rounds}, then more of the claim cells still unresolved while they fit in "
+        f"{plan.time_budget_s / 60:g} min (--rounds auto, --budget)"
+        if plan.auto
+        else f"{plan.rounds} (--rounds)"
+    )
     notes = [
-        f"{plan.rounds} round(s) of interleaved cells, order drawn from seed {plan.seed} (sweep {plan.sweep}), "
-        f"{where}; the position self-test measures each setting's baseline first and last in round 1"
+        f"rounds of interleaved cells, order drawn from seed {plan.seed} (sweep {plan.sweep}), {where}: {rounds}; "
+        "the A/A control measures each setting's baseline a second time in every round"
     ]
     several = sorted({cell.devices for cell in plan.cells})
     if several != [1]:
@@ -61,27 +68,26 @@ def throughput_cell(row: Row) -> str:
 
 
 def speed_table(rows: Sequence[Row]) -> tuple[list[dict[str, str]], int]:
-    """One line per cell, its runs (rounds) together: the geometric mean of their medians and
-    its 95% CI over them; ~ marks an unstable cell. Also how many runs by older code were left out."""
-    from coatbench.report import cell_summary, latest_code, single_device_runs  # scipy: not at start of the CLI
+    """One line per cell, its runs (rounds) together (`runs.CellRuns`): the geometric mean of their
+    medians and its 95% CI over them; ~ marks an unstable cell, † a host-bound one. Also how many
+    runs by older code were left out."""
+    from coatbench.report import single_device_runs  # scipy: not at start of the CLI
+    from coatbench.runs import CellRuns
 
-    cells: dict[tuple, list[Row]] = {}
-    for row in rows:
-        if not (row.trial and row.trial.self_test == LAST):  # the position self-test's extra run
-            cells.setdefault(run_key(row.env, row.spec), []).append(row)
     table, superseded = [], 0
     several = any(row.spec.devices > 1 and row.spec.device != "xla" for row in rows)
     singles = single_device_runs(rows) if several else {}
-    for runs in cells.values():
-        cell, spec = cell_summary(runs), runs[0].spec
+    for runs in by_cell(rows):
+        cell, spec = CellRuns.of(runs), runs[0].spec
         superseded += cell.superseded
-        ok = [r for r in latest_code(runs) if r.ok]
-        value, compute = cell.images_per_s, ok[-1].compute if ok else None
+        ok = cell.ok
+        value, compute = cell.value, ok[-1].compute if ok else None
         tflops = None if compute is None else value * spec.devices * compute.flops_per_image / 1e12
         peak = max((r.memory.peak_bytes or 0 for r in ok if r.memory), default=0)
         first = [r.timing.first_step_s for r in ok if r.timing.first_step_s]
-        ci = "" if cell.ci is None else f" +-{cell.ci * 100:.1f}%"
-        shown = f"{'~' if cell.unstable else ''}{value:,.1f}{ci}" if ok else cell.status.value.upper()
+        ci = "" if cell.spread is None else f" +-{cell.spread * 100:.1f}%"
+        marks = ("~" if cell.unstable else "") + ("†" if cell.host_bound else "")
+        shown = f"{marks}{value:,.1f}{ci}" if ok else ("-" if cell.status is None else cell.status.value.upper())
         table.append(
             {
                 "variant": variant_name(spec.network),
@@ -90,7 +96,7 @@ def speed_table(rows: Sequence[Row]) -> tuple[list[dict[str, str]], int]:
                 "dtype": spec.dtype,
                 "bs": str(spec.batch_per_core),
                 "img/s/core": shown,
-                "runs": str(len(cell.runs)),
+                "runs": str(len(ok)),
                 "TFLOP/s": "-" if tflops is None else f"{tflops:.1f}",
                 "MFU": "-" if tflops is None or not compute.peak_tflops else f"{tflops / compute.peak_tflops:.1%}",
                 "peak GiB": f"{peak / 2**30:.2f}" if peak else "-",
@@ -102,10 +108,19 @@ def speed_table(rows: Sequence[Row]) -> tuple[list[dict[str, str]], int]:
     return table, superseded
 
 
+def by_cell(rows: Sequence[Row]) -> list[list[Row]]:
+    """`rows` by run key, in the order the cells first appear."""
+    cells: dict[tuple, list[Row]] = {}
+    for row in rows:
+        cells.setdefault(run_key(row.env, row.spec), []).append(row)
+    return list(cells.values())
+
+
 def _scaling_columns(runs, spec, ok, singles, per_core) -> dict[str, str]:
     """Devices, all devices' images/s, the scaling efficiency and the straggler index."""
     from coatbench.report import scaling_of
     from coatbench.results import scaling_key
+    from coatbench.views.report import scaling_text
 
     if spec.devices == 1 or not ok:
         return {"dev": str(spec.devices), "img/s all": "-", "E": "-", "straggler": "-"}
@@ -114,24 +129,34 @@ def _scaling_columns(runs, spec, ok, singles, per_core) -> dict[str, str]:
     return {
         "dev": str(spec.devices),
         "img/s all": f"{per_core * spec.devices:,.1f}",
-        "E": "-" if scaling is None else scaling.text,
+        "E": "-" if scaling is None else scaling_text(scaling),
         "straggler": f"{max(stragglers):.2f}" if stragglers else "-",
     }
 
 
-def self_test_notes(rows: Sequence[Row]) -> list[str]:
-    """The position self-test of each sweep among `rows`: the baseline measured last vs first."""
-    from coatbench.report import position_self_tests
+def aa_notes(rows: Sequence[Row]) -> list[str]:
+    """The A/A control of each cell among `rows` that was measured twice a round."""
+    from coatbench.report import AAResult
+    from coatbench.runs import CellRuns, change_of
+    from coatbench.views.report import aa_text, change_text
 
     notes = []
-    for test in position_self_tests(rows):
-        verdict = "outside 1 +- 2%: this machine is order-sensitive" if test.order_sensitive else "within 1 +- 2%"
-        notes.append(f"position self-test ({test.cell}, last vs first in round 1): {test.text}, {verdict}")
+    for runs in by_cell(rows):
+        change = change_of(CellRuns.of(runs, replicate=1), CellRuns.of(runs))
+        if change is not None:
+            spec = runs[0].spec
+            aa = AAResult(variant_name(spec.network), spec.mode, spec.batch_per_core, change)
+            where = f"{aa.setting} {aa.mode} bs{aa.batch} {spec.execution}"
+            rounds = f"{change.n} round{'s' if change.n > 1 else ''}"
+            notes.append(
+                f"A/A control ({where}, measured twice a round): {change_text(change)} over {rounds}: " + aa_text(aa)
+            )
     return notes
 
 
 SPEED_LEGEND = (
-    "img/s/core: images/s per core, the geometric mean of the runs' medians with its 95% interval (~: unstable); "
+    "img/s/core: images/s per core, the geometric mean of the runs' medians with its 95% interval (~: unstable; "
+    "†: host-bound, the device waited on the host: it measures kernel launches, try --execution cuda-graphs); "
     "bs: per-core batch; 1st step: compilation, capture and the first step, timed apart"
 )
 
@@ -140,27 +165,54 @@ def show_rows(rows: Sequence[Row], fmt: Format, title: str, notes: Sequence[str]
     from coatbench.report import SCALING_NOTE, SUPERSEDED_NOTE
 
     table, superseded = speed_table(rows)
-    several = [SCALING_NOTE + "; straggler: median rank's images/s over the slowest rank's"] if "E" in (
-        table[0] if table else {}) else []  # fmt: skip
-    notes = [SPEED_LEGEND, *several, *self_test_notes(rows), *notes]
+    several = (
+        [SCALING_NOTE + "; straggler: median rank's images/s over the slowest rank's"]
+        if "E" in (table[0] if table else {})
+        else []
+    )
+    notes = [SPEED_LEGEND, *several, *aa_notes(rows), *notes]
     if superseded:
         notes.append(SUPERSEDED_NOTE.format(superseded))
     emit(fmt, [row.to_dict() for row in rows], table, title=title, notes=notes)
 
 
-def show_dry_run(plan: Plan, estimates: Sequence[tuple[Cell, float]], fmt: Format) -> None:
-    """The cells a plan would measure, each with a rough time, and the total."""
+def stop_note(result: SweepResult) -> str:
+    """How a sweep ended: its rounds, its wall time, and what it stopped on."""
+    return f"{result.rounds} round(s) in {result.elapsed_s / 60:.1f} min; stopped: {result.stopped.detail}"
+
+
+def show_dry_run(plan: Plan, estimates: Sequence[tuple[Cell | None, int, float]], fmt: Format) -> None:
+    """The cells a plan would measure (an A/A copy marked as such; the warm-up copies together),
+    each with a rough time, the A/A control's share and the total."""
+
+    def name(cell: Cell | None, replicate: int) -> str:
+        return "warm-up copies (untimed)" if cell is None else cell_name(cell) + (" (A/A copy)" if replicate else "")
+
     rows = [
-        {"cell": cell_name(cell), "dtype": cell.dtype.value, "estimate": f"{seconds:,.0f} s"}
-        for cell, seconds in estimates
+        {
+            "cell": name(cell, replicate),
+            "dtype": "-" if cell is None else cell.dtype.value,
+            "estimate": f"{seconds:,.0f} s",
+        }
+        for cell, replicate, seconds in estimates
     ]
-    total = sum(seconds for _, seconds in estimates)
+    total = sum(seconds for _, _, seconds in estimates)
+    control = sum(seconds for _, replicate, seconds in estimates if replicate)
+    copies = sum(1 for _, replicate, _ in estimates if replicate)
     notes = plan_notes(plan)[:-1] + [
+        f"A/A control: {copies} cell(s) measured twice a round, roughly {control / 60:,.1f} min of the total "
+        f"({control / total:.0%})"
+        if total
+        else "A/A control: none",
         f"{len(plan.cells)} cells x {plan.rounds} rounds on {plan.env.device_name}, roughly {total / 60:,.1f} min "
-        "(a guess from MACs, "
-        "not a measurement); nothing was measured"
+        "(a guess from MACs, not a measurement)"
+        + (f", then rounds added within {plan.time_budget_s / 60:g} min in all" if plan.auto else "")
+        + "; nothing was measured",
     ]
-    raw = [{"cell": r["cell"], "dtype": r["dtype"], "seconds": s} for r, (_, s) in zip(rows, estimates)]
+    raw = [
+        {"cell": r["cell"], "dtype": r["dtype"], "replicate": replicate, "seconds": seconds}
+        for r, (_, replicate, seconds) in zip(rows, estimates)
+    ]
     emit(fmt, raw, rows, title="Dry run", notes=notes)
 
 
@@ -176,6 +228,10 @@ class _Lines:
     def on_done(self, index: int, cell: Cell, row: Row) -> None:
         print_note(f"[{index + 1}/{self.total}] {cell_name(cell)}: {throughput_cell(row)} images/s/core")
 
+    def on_round(self, round_: int, measurements: int, why: str) -> None:
+        self.total += measurements
+        print_note(f"round {round_ + 1} added, {measurements} measurements: {why}")
+
 
 class _Bar:
     def __init__(self, bar: Progress, task):
@@ -187,6 +243,11 @@ class _Bar:
     def on_done(self, index: int, cell: Cell, row: Row) -> None:
         self.bar.update(self.task, advance=1)
 
+    def on_round(self, round_: int, measurements: int, why: str) -> None:
+        total = self.bar.tasks[0].total + measurements
+        self.bar.update(self.task, total=total)
+        self.bar.console.print(Text(f"round {round_ + 1} added, {measurements} measurements: {why}"))
+
 
 class _Silent:
     def on_start(self, index: int, cell: Cell) -> None:
@@ -195,10 +256,13 @@ class _Silent:
     def on_done(self, index: int, cell: Cell, row: Row) -> None:
         pass
 
+    def on_round(self, round_: int, measurements: int, why: str) -> None:
+        pass
+
 
 @contextmanager
 def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
-    """The callbacks (`sweep.SweepProgress`'s two) that show a sweep's progress on stderr."""
+    """The callbacks (`sweep.SweepProgress`'s) that show a sweep's progress on stderr."""
     if quiet or torchrun_rank():  # under torchrun, rank 0 shows the progress
         yield _Silent()
         return
