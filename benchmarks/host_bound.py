@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 
 import torch
 
 from coatbench.config import build_config
-from coatbench.hardware import device_name
+from coatbench.hardware import device_name, git_sha
 from coatbench.harness import Cell, measure
 from coatbench.options import Budget, Dtype, Execution, Mode
 from coatbench.results import HOST_BOUND_QUEUE, HostTiming
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the table as Markdown here")
     args = parser.parse_args()
     config, device = build_config(args.model), torch.device("cuda")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = (git_sha() or "")[:7]  # COATBENCH_GIT_SHA where the copy has no .git of its own
     lines = [
         f"# Host-bound check: {args.model}, bf16, channels-last, on {device_name(device)}",
         "",

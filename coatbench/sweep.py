@@ -294,6 +294,8 @@ def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
     it has, continued with its own seed. A timed-out or failed slot is tried again."""
     kept = [r for r in rows if r.status in (Status.OK, Status.OOM)]
     whole = {run_key(r.env, r.spec) for r in kept if r.trial is None}
+    # a cell out of memory is not tried again in any round (the sweep left its later slots out)
+    whole |= {run_key(r.env, r.spec) for r in kept if r.status is Status.OOM}
     last = next((r.trial for r in reversed(rows) if r.trial is not None), None)
     if last is not None and last.rounds == plan.rounds:
         slots = schedule(plan.groups, plan.rounds, last.seed, plan.device.type != "xla", plan.replicated)

@@ -76,8 +76,9 @@ def test_paired_change_on_known_samples():
 ENV = Env("0.1.0", None, "3.11", "2.13", None, None, None, "cpu", "Test CPU", 1, "Test CPU", 2, 2)
 
 
-def sweep_rows(suite, speed, rounds=4, aa=lambda setting, mode, round_: 1.0, jitter=0.0, seed=0, devices=(1,),
-               sweep="sweep-1"):  # fmt: skip
+def sweep_rows(
+    suite, speed, rounds=4, aa=lambda setting, mode, round_: 1.0, jitter=0.0, seed=0, devices=(1,), sweep="sweep-1"
+):
     """Rows of one sweep of `suite` with made-up speeds: speed(label, mode, round) images/s; each
     setting's baseline measured a second time in every round at its largest per-core batch, at
     aa(setting, mode, round) times its first measurement."""
@@ -194,8 +195,17 @@ def test_a_cell_whose_rounds_wander_is_marked_unstable(ci_suite):
 
 
 def test_a_sweep_runs_its_rounds_in_worker_processes(tmp_path):
-    plan = make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=Rounds(2),
-                     seed=3, min_time=0.05, max_time=0.2, out=tmp_path / "r.jsonl")  # fmt: skip
+    plan = make_plan(
+        [TINY],
+        device=DeviceKind.CPU,
+        modes=[Mode.INFER],
+        batch_sizes=[1, 2],
+        rounds=Rounds(2),
+        seed=3,
+        min_time=0.05,
+        max_time=0.2,
+        out=tmp_path / "r.jsonl",
+    )
     result = run_sweep(plan)
     rows = read_rows(tmp_path / "r.jsonl")
     assert [r.to_dict() for r in rows] == [r.to_dict() for r in result.rows]
@@ -257,8 +267,15 @@ def auto_plan(tmp_path, budget_s: float, resume=None):
 
     suite_file = tmp_path / "auto.toml"
     suite_file.write_text(AUTO_SUITE)
-    _, plan = plan_suite(str(suite_file), device=DeviceKind.CPU, seed=4, rounds=Rounds(3, auto=True),
-                         time_budget_s=budget_s, out=tmp_path / "auto.jsonl", resume=resume)  # fmt: skip
+    _, plan = plan_suite(
+        str(suite_file),
+        device=DeviceKind.CPU,
+        seed=4,
+        rounds=Rounds(3, auto=True),
+        time_budget_s=budget_s,
+        out=tmp_path / "auto.jsonl",
+        resume=resume,
+    )
     return plan
 
 
@@ -294,11 +311,29 @@ def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_b
             return Measurement(Status.OOM, message="out of memory")
         return Measurement(Status.OK, [100.0, 100.1, 99.9], 1)
 
-    plan = make_plan([TINY, build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10, norm="ln")],
-                     device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=3, seed=1,
-                     out=tmp_path / "oom.jsonl")  # fmt: skip
+    plan = make_plan(
+        [TINY, build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10, norm="ln")],
+        device=DeviceKind.CPU,
+        modes=[Mode.INFER],
+        batch_sizes=[1, 2],
+        rounds=3,
+        seed=1,
+        out=tmp_path / "oom.jsonl",
+    )
     rows = run_sweep(plan, measure_cell=measure_cell).rows
     at_2 = [(r.spec.network["norm"], r.status) for r in rows if r.spec.batch_per_core == 2]
     assert sorted(at_2) == [("bn", Status.OOM), ("ln", Status.OOM)]  # each once, in round 0
     copies = [r for r in rows if r.replicate and r.ok]
     assert {r.spec.batch_per_core for r in copies} == {1} and {r.trial.round for r in copies} >= {1, 2}
+    # a resumed sweep does not try them again either, in any round
+    configs = list(dict.fromkeys(c.config for c in plan.cells))
+    again = make_plan(
+        configs,
+        device=DeviceKind.CPU,
+        modes=[Mode.INFER],
+        batch_sizes=[1, 2],
+        rounds=4,
+        out=tmp_path / "x",
+        resume=tmp_path / "oom.jsonl",
+    )
+    assert again.slots and not any(s.cell.batch_size == 2 for s in again.slots if s.timed)
