@@ -506,7 +506,10 @@ class Pending:
 
 
 def pending(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[Pending]:
-    """The unresolved claim cells among `rows`' reports, for `--rounds auto`."""
+    """The claim cells among `rows`' reports that more rounds could resolve, for `--rounds auto`:
+    the unresolved ones, with the rounds their interval needs; and the inconclusive ones, a round
+    at a time: an A/A that failed by chance (one time in twenty at 95%) passes again as rounds
+    come, while an order effect that is real stays."""
     found = []
     for report in build_reports(suite, rows, accuracies):
         for verdict in report.verdicts:
@@ -514,20 +517,20 @@ def pending(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[P
             variant = verdict.claim.selects(setting)
             networks = (network_key(setting.baseline.config.spec()), network_key(variant.config.spec()))
             for cell in verdict.per_batch:
-                if cell.word is Word.UNRESOLVED and cell.change is not None and cell.change.basis is Basis.ROUNDS:
-                    where = f"{verdict.variant} {verdict.mode} per-core {cell.batch} ({verdict.setting})"
-                    found.append(
-                        Pending(
-                            networks,
-                            verdict.mode,
-                            cell.batch,
-                            report.execution,
-                            report.devices,
-                            cell.rounds,
-                            cell.rounds_needed,
-                            where,
-                        )
+                if cell.change is None or cell.change.basis is not Basis.ROUNDS:
+                    continue
+                if cell.word is Word.UNRESOLVED:
+                    needed = cell.rounds_needed
+                elif cell.word is Word.INCONCLUSIVE:
+                    needed = cell.rounds + 1
+                else:
+                    continue
+                where = f"{verdict.variant} {verdict.mode} per-core {cell.batch} ({verdict.setting})"
+                found.append(
+                    Pending(
+                        networks, verdict.mode, cell.batch, report.execution, report.devices, cell.rounds, needed, where
                     )
+                )
     return found
 
 

@@ -150,6 +150,20 @@ def test_a_failing_a_a_makes_inconclusive_only_the_verdicts_it_covers():
     assert '"order_sensitive": true' in to_json([report])
 
 
+def test_the_cells_of_a_failing_a_a_get_more_rounds():
+    """A failed A/A may be chance (one time in twenty): its cells go on a round at a time."""
+    from coatbench.report import pending
+
+    suite = load_suite("table8")
+
+    def shifted(setting, mode, round_):
+        return 1.08 + 0.002 * round_ if (setting, mode) == ("ImageNet-1K", "train") else 1.0
+
+    waiting = pending(suite, sweep_rows(suite, faster_head, aa=shifted), load())
+    assert {(p.mode, p.rounds_needed) for p in waiting} == {("train", 5)}  # 4 rounds so far, one more
+    assert len(waiting) == 2 * 4  # both claims of the setting, every per-core batch
+
+
 def test_a_noisy_a_a_whose_interval_contains_0_voids_nothing():
     """The H200's case: one A/A read +2.9% +-4.5. A wide interval that contains 0 shows noise,
     not an order effect, and the sharp verdicts beside it stand."""

@@ -106,14 +106,18 @@ def need_text(cell: CellVerdict) -> str:
 
 
 def summary_text(verdict: Verdict, order: Sequence[int]) -> str:
-    """ "consistent at 128-256, unresolved at 32 (~9 rounds)"; host-bound batches named last."""
+    """ "consistent at 128-256; unresolved at 32 (~9 rounds), 64 (out of reach)"; host-bound batches
+    named last."""
     cells = {c.batch: c for c in verdict.per_batch}
     parts = []
     for word, batches in verdict.summary:
         text = f"{word.value} at {format_batches(batches, order)}"
         if word is Word.UNRESOLVED:
-            needs = list(dict.fromkeys(need_text(cells[b]) for b in batches))
-            text += f" ({', '.join(needs)})"
+            needs = [need_text(cells[b]) for b in batches]
+            if len(set(needs)) == 1:
+                text += f" ({needs[0]})"
+            else:  # each batch with what it needs
+                text = f"{word.value} at " + ", ".join(f"{b} ({need})" for b, need in zip(batches, needs))
         elif word is Word.INCONCLUSIVE:
             text += " (A/A order-sensitive)"
         parts.append(text)
