@@ -91,8 +91,10 @@ def main() -> int:
                 counts[verdict.claim.text][cell.word] += 1
                 bad = cell.word not in EXPECTED[verdict.claim.text]
                 wrong += bad
+                # an unresolved verdict is no wrong answer, only none: the budget ended first
+                why = " (not resolved in the budget)" if cell.word is Word.UNRESOLVED else " (WRONG)"
                 change = f"{cell.change.change * 100:+.1f}% ±{cell.change.uncertainty * 100:.1f}"
-                found.append(f"{verdict.variant}: {change} {cell.word.value}{' (WRONG)' if bad else ''}")
+                found.append(f"{verdict.variant}: {change} {cell.word.value}{why if bad else ''}")
         lines.append(f"| {seed} | {rounds} | {time.monotonic() - began:.0f} s | " + " | ".join(found) + " |")
         print(lines[-1], flush=True)
     minutes = (time.monotonic() - started) / 60
