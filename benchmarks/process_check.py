@@ -26,8 +26,8 @@ import numpy as np
 
 
 def processes(args: argparse.Namespace, device) -> None:
-    from coatbench.report import cell_summary
-    from coatbench.results import LAST, read_rows, run_key
+    from coatbench.results import read_rows, run_key
+    from coatbench.runs import CellRuns
     from coatbench.views.console import cell_label
 
     print(f"## Rounds in one process or one per round: `{' '.join(sys.argv)}`\n")
@@ -45,11 +45,10 @@ def processes(args: argparse.Namespace, device) -> None:
     for processes, rows in sweeps:
         by_cell: dict[tuple, list] = {}
         for row in rows:
-            if not (row.trial and row.trial.self_test == LAST):
-                by_cell.setdefault(run_key(row.env, row.spec), []).append(row)
+            by_cell.setdefault(run_key(row.env, row.spec), []).append(row)
         for key, runs in by_cell.items():
             labels[key] = cell_label(runs[0].spec)
-            cells.setdefault(key, []).append((processes, cell_summary(runs).images_per_s))
+            cells.setdefault(key, []).append((processes, CellRuns.of(runs).value))
     print("| cell | one process (per sweep) | a process per round (per sweep) | several vs one |")
     print("|---|---|---|---|")
     for key, values in cells.items():

@@ -69,6 +69,8 @@ def run_of(row) -> tuple[int, str, str]:
 def render(out: Path) -> str:
     from coatbench.report import scaling_of, single_device_runs
     from coatbench.results import read_rows, scaling_key
+    from coatbench.runs import CellRuns
+    from coatbench.views.report import scaling_text
 
     every_row = [r for r in read_rows(out / "scaling.jsonl") if r.ok]
     loops = [json.loads(line) for line in (out / "plain_ddp.jsonl").read_text().splitlines() if line.strip()]
@@ -86,8 +88,7 @@ def render(out: Path) -> str:
         one = single_device_runs(cell).get(scaling_key(two[0].env, two[0].spec), []) if two else []
         if not two or not one:
             continue
-        x1 = gmean([r.throughput.images_per_s for r in one if r.trial.self_test != "last"])  # as E pairs them
-        x2 = gmean([r.throughput.images_per_s for r in two])
+        x1, x2 = CellRuns.of(one).value, CellRuns.of(two).value  # the A/A copies left out, as E does
         scaling = scaling_of(two, one)
         done = len({r.trial.round for r in two})
         key = (batch, execution != "eager")
@@ -97,7 +98,7 @@ def render(out: Path) -> str:
         straggler = max(r.distributed.straggler for r in two)
         lines.append(
             f"| {batch} | {execution} | {commit[:7]} | {done} of {two[0].trial.rounds} | {x1:,.0f} | "
-            f"{2 * x2:,.0f} ({x2:,.0f}) | {scaling.text} | {straggler:.3f} | "
+            f"{2 * x2:,.0f} ({x2:,.0f}) | {scaling_text(scaling)} | {straggler:.3f} | "
             f"{', '.join(f'{v:,.0f}' for v in p1)} | {', '.join(f'{v:,.0f}' for v in p2)} | "
             f"{(2 * x2 / p2_mean - 1) * 100:+.1f}% | {p2_mean / (2 * gmean(p1)) if p1 else float('nan'):.3f} |"
         )
@@ -119,7 +120,7 @@ def render(out: Path) -> str:
     ]
     footer = [
         "",
-        "coatbench 1 GPU leaves out the position self-test's second run of the baseline, as E does. Rounds: those "
+        "coatbench 1 GPU and 2 GPUs leave out the A/A control's second runs of the cell, as E does. Rounds: those "
         "of the 2-GPU cell that ran, of those planned (a sweep cut short by the machine's time keeps its rows). "
         "Before 03679fb a one-GPU cell was timed in blocks of about 0.2 s (1-2 steps) beside 2-GPU blocks of at "
         "least 1 s, which reads the one-GPU figure slow and lifts E; since then every cell of a sweep with several "

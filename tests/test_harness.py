@@ -123,8 +123,8 @@ def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
 
 
 def three_cells(tmp_path):
-    """One round of TINY's inference at per-core 1, 2 and 3 (the baseline, per-core 1, first and
-    last), saved to tmp_path/r.jsonl."""
+    """One round of TINY's inference at per-core 1, 2 and 3 (and the A/A copy of 3), saved to
+    tmp_path/r.jsonl."""
     return make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3], min_time=0.05,
                      max_time=0.3, rounds=1, seed=0, out=tmp_path / "r.jsonl")  # fmt: skip
 
@@ -141,7 +141,7 @@ def test_sweep_records_oom_and_goes_on(tmp_path):
 
     result = run_sweep(plan, measure_cell=measure_with_fault)
     assert {r.spec.batch_per_core: r.status for r in result.rows} == {1: "ok", 2: "oom", 3: "ok"}
-    assert len(result.rows) == 4  # per-core 1 twice: the position self-test
+    assert len(result.rows) == 4  # per-core 3 twice: the A/A copy
     saved = read_rows(tmp_path / "r.jsonl")
     assert [r.to_dict() for r in saved] == [r.to_dict() for r in result.rows]
     assert next(r for r in saved if r.spec.batch_per_core == 2).throughput is None

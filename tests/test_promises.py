@@ -108,6 +108,11 @@ def test_a_cpu_out_of_memory_cell_is_a_row_and_the_next_cell_is_measured(cli, tm
         (["run", "ci-cpu", "--max-time", "nan"], ["--max-time must be a positive number"]),
         (["speed", "--timeout", "inf"], ["--timeout must be a positive number"]),
         (["compare", "a", "b", "--alpha", "nan"], ["--alpha"]),
+        (["speed", "--rounds", "0"], ["invalid --rounds '0'", "auto or a number"]),
+        (["table8", "--rounds", "many"], ["invalid --rounds 'many'"]),
+        (["run", "ci-cpu", "--budget", "nan"], ["invalid --budget 'nan'", "15m"]),
+        (["run", "ci-cpu", "--budget", "-5m"], ["invalid --budget '-5m'"]),
+        (["run", "ci-cpu", "--rounds", "4", "--budget", "5m"], ["--budget bounds the rounds that --rounds auto adds"]),
     ],
 )
 def test_sizes_that_cannot_be_built_and_numbers_that_are_not_finite(cli, args, needles):
