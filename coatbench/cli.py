@@ -263,7 +263,7 @@ def ab(
     device: Device = DeviceKind.AUTO,
     batch_sizes: BatchSizes = None,
     max_time: Annotated[
-        float | None, typer.Option(help="Each revision's --max-time per cell. Default: the run's own, 10 on a CPU.")
+        float | None, typer.Option(help="Each revision's --max-time per cell. Default: the run's own, 6 on a CPU.")
     ] = None,
     fmt: FormatOpt = Format.TABLE,
     *,
