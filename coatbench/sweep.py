@@ -414,7 +414,7 @@ class StopReason(str, Enum):
     NO_CLAIMS = "no claims"  # nothing for more rounds to resolve
     RESOLVED = "resolved"  # every claim cell resolved
     BUDGET = "budget"  # the time budget is spent
-    OUT_OF_REACH = "out of reach"  # the unresolved cells need more rounds than the budget leaves
+    OUT_OF_REACH = "out of reach"  # every unresolved cell has its estimate on a boundary
 
 
 @dataclass(frozen=True)
@@ -585,7 +585,8 @@ def next_round(
     """The slots of the round to add, or why none is added: (slots, None, why) or ([], stop, "").
     Under `--rounds auto` a round measures again the claim cells that are unresolved (with their
     baselines and A/A copies), those whose projected need (`report.pending`) fits, with the rounds
-    it takes at what a round of them cost so far, in what is left of the time budget."""
+    it takes at what a round of them cost so far, in what is left of the time budget; where no
+    need fits, the closest cell alone, while one round of it fits."""
     if not plan.auto:
         return [], Stop(StopReason.FIXED, f"{plan.rounds} round(s), as asked (--rounds)"), ""
     if plan.suite is None or not plan.suite.claims:
@@ -611,26 +612,23 @@ def next_round(
             break
         chosen = reachable[: i + 1]
     budget = f"{plan.time_budget_s / 60:.1f} min budget, {max(left, 0) / 60:.1f} min left"
+    if left < 0:  # the minimum rounds are measured whatever they cost: say that they overran
+        budget = f"{plan.time_budget_s / 60:.1f} min budget, overrun by the {plan.rounds} rounds at least"
     if chosen:
         slots = slots_of(chosen)
         return slots, None, f"{len(waiting)} claim cell(s) unresolved, {len(chosen)} within reach ({budget})"
     if reachable:
+        # No projected need fits. The projection comes from few rounds' spread, and one wide
+        # round inflates it, so while a round of the closest cell fits, it is measured again.
         p, cost = reachable[0], costs.of(slots_of(reachable[:1]))
-        more = p.rounds_needed - p.rounds
-        if cost > left:
-            return (
-                [],
-                Stop(
-                    StopReason.BUDGET,
-                    f"{len(waiting)} claim cell(s) unresolved; a round takes ~{cost:.0f} s ({budget})",
-                ),
-                "",
+        if cost <= left:
+            why = (
+                f"{len(waiting)} claim cell(s) unresolved; the closest, {p.where}, needs ~{p.rounds_needed} "
+                f"rounds in all at its spread so far, more than fit: one more round of it ({budget})"
             )
-        detail = (
-            f"{len(waiting)} claim cell(s) unresolved; the closest, {p.where}, needs ~{p.rounds_needed} "
-            f"rounds in all, {more} more of ~{cost:.0f} s each ({budget})"
-        )
-        return [], Stop(StopReason.OUT_OF_REACH, detail), ""
+            return slots_of(reachable[:1]), None, why
+        detail = f"{len(waiting)} claim cell(s) unresolved; a round of the closest takes ~{cost:.0f} s ({budget})"
+        return [], Stop(StopReason.BUDGET, detail), ""
     detail = f"{len(waiting)} claim cell(s) unresolved, each with its estimate on a boundary (e.g. {waiting[0].where})"
     return [], Stop(StopReason.OUT_OF_REACH, detail), ""
 

@@ -40,7 +40,9 @@ def test_sweep_on_two_xla_cores(cli, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout)
-    assert [r["spec"]["mode"] for r in rows] == ["train", "infer", "train"]  # the baseline also last: self-test
+    # each mode once, and its A/A copy (replicate 1) at a drawn position in the round
+    cells = sorted((r["spec"]["mode"], r["trial"]["replicate"]) for r in rows)
+    assert cells == [("infer", 0), ("infer", 1), ("train", 0), ("train", 1)]
     for row in rows:
         assert row["status"] == "ok", row["message"]
         assert row["spec"]["devices"] == 2 and row["spec"]["global_batch"] == 4
