@@ -364,6 +364,7 @@ def test_a_vs_timm_row_without_a_field_is_one_line(cli, tmp_path):
 @pytest.mark.parametrize(
     "args",
     [
+        ["report", "results/h200/table8.jsonl"],
         ["report", "results/h100/table8.jsonl"],
         ["models"],
         ["report", "results/cpu/table8.jsonl"],
@@ -412,7 +413,7 @@ def test_the_html_report_is_one_self_contained_page(cli):
     assert "Environment" in page.headings and "How it was made" in page.headings
 
 
-@pytest.mark.parametrize("hardware", ["h100", "cpu"])
+@pytest.mark.parametrize("hardware", ["h200", "h100", "cpu", "h200x2"])
 def test_the_committed_reports_are_what_report_renders_now(cli, hardware):
     root = Path(__file__).resolve().parents[1] / "results" / hardware
     result = cli("report", str(root / "table8.jsonl"), "--format", "markdown", cwd=root.parents[1])
