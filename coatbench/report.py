@@ -8,7 +8,9 @@ devices) are never compared: each set of conditions gets its own report
 (`results.condition_key`).
 
 A verdict is a statement at 95%: each word says where the 95% interval of the claimed side's
-speed-up lies against the claimed range R = [min, max] (`classify`); an interval that straddles
+speed-up lies against the claimed range R = [min, max] (`classify`), an interval over rounds at
+the confidence of its look, so that 95% holds over every look a sweep takes (`stats.look`,
+97.5% at a sweep's first rounds, 98.75% at twice as many, ...); an interval that straddles
 a boundary of R or 0 is `unresolved`, with the rounds that would resolve it. A cell's A/A
 control (the baseline measured twice a round, `rounds.aa_cells`) that shows an order effect
 makes inconclusive the verdicts it covers, and only those.
@@ -27,7 +29,7 @@ from coatbench.config import short_name
 from coatbench.errors import CoatbenchError
 from coatbench.results import Row, Status, condition_key, network_key, scaling_key
 from coatbench.runs import CellRuns, change_of
-from coatbench.stats import Basis, Change
+from coatbench.stats import Basis, Change, next_look, on_grid
 from coatbench.suite import Claim, Setting, Suite, SuiteRow
 
 # The A/A control shows an order effect only when its 95% interval excludes 0 by more than this:
@@ -443,7 +445,9 @@ def controls_of(setting: Setting, report: Report, cells: dict[tuple, list[Row]])
 
 
 BASIS_NOTES = {
-    Basis.ROUNDS: "from the ratios of variant and baseline within each round (paired; a t-interval over rounds)",
+    Basis.ROUNDS: "from the ratios of variant and baseline within each round (paired; a t-interval over rounds, "
+    "at 97.5% at a sweep's first rounds, 98.75% at twice as many, and so on: 95% over every look that --rounds "
+    "auto takes)",
     Basis.RUNS: "over the runs of each cell (unpaired; Welch's t-interval)",
     Basis.SINGLE_RUN: "from the timed blocks of a single run, which leaves out how far whole runs wander, so no "
     "verdict rests on it (measure in rounds: coatbench run)",
@@ -507,9 +511,11 @@ class Pending:
 
 def pending(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[Pending]:
     """The claim cells among `rows`' reports that more rounds could resolve, for `--rounds auto`:
-    the unresolved ones, with the rounds their interval needs; and the inconclusive ones, a round
-    at a time: an A/A that failed by chance (one time in twenty at 95%) passes again as rounds
-    come, while an order effect that is real stays."""
+    the unresolved ones, with the rounds their interval needs; those read between two looks, to
+    the next; and the inconclusive ones, a round at a time: an A/A that failed by chance (one time
+    in twenty at 95%) passes again as rounds come, while an order effect that is real stays.
+    Host-bound cells get no more rounds (on the H200 one took 40 rounds of a 9-minute budget,
+    results/h200/README.md)."""
     found = []
     for report in build_reports(suite, rows, accuracies):
         for verdict in report.verdicts:
@@ -519,10 +525,16 @@ def pending(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[P
             for cell in verdict.per_batch:
                 if cell.change is None or cell.change.basis is not Basis.ROUNDS:
                     continue
+                if cell.host_bound:  # more rounds time the same kernel launches: its advice is to replay
+                    continue
                 if cell.word is Word.UNRESOLVED:
                     needed = cell.rounds_needed
                 elif cell.word is Word.INCONCLUSIVE:
                     needed = cell.rounds + 1
+                elif not on_grid(cell.change.n, cell.change.first):
+                    # Read between two looks: a sweep that stopped on it would look once more
+                    # at the confidence of the next look than the 5% in all allows (`stats.look`).
+                    needed = next_look(cell.change.n, cell.change.first)
                 else:
                     continue
                 where = f"{verdict.variant} {verdict.mode} per-core {cell.batch} ({verdict.setting})"

@@ -40,6 +40,10 @@ class CellRuns:
     @classmethod
     def of(cls, rows: Sequence[Row], replicate: int = 0) -> CellRuns:
         mine = [r for r in rows if r.replicate == replicate]
+        if not mine:
+            # A cell whose A/A copy ran out of memory first is not measured again (`sweep`): the
+            # copy's row is how it ended.
+            mine = [r for r in rows if r.status is Status.OOM]
         current = latest_code(mine)
         return cls(tuple(current), len(mine) - len(current))
 
@@ -129,5 +133,7 @@ def change_of(a: CellRuns, b: CellRuns) -> Change | None:
     ours, theirs = a.rounds, b.rounds
     paired = sorted(ours.keys() & theirs.keys())
     if len(paired) >= 2:
-        return paired_change([ours[k] for k in paired], [theirs[k] for k in paired])
+        # The first look: the sweeps' minimum rounds, as each row's trial records them.
+        first = min(r.trial.rounds for r in a.ok + b.ok if r.trial)
+        return paired_change([ours[k] for k in paired], [theirs[k] for k in paired], first)
     return runs_change(a.samples, b.samples)

@@ -79,11 +79,48 @@ CONFIDENCE = 0.95
 ROUNDS_LIMIT = 1000  # a projection past this many rounds is "out of reach"
 
 
+# Looks. `--rounds auto` reads a cell's interval after its first rounds and again as rounds are
+# added, and stops where a verdict is reached: read at 95% every time, a change that is not there
+# is "found" far more often than one time in twenty (benchmarks/calibration.py saw an A/A row
+# "contradicted" at 95%). So the looks lie on a grid, the first rounds and then each doubling of
+# them (3, 6, 12, ... rounds), the j-th look at confidence 1 - 0.05 / 2**j (97.5%, 98.75%, ...):
+# the chances of a false statement over all looks add up to at most 5% (Bonferroni), whatever the
+# stopping rule. Between two grid points a cell is read at the confidence of the next one: the
+# sweep does not stop on such a reading (`report.pending`), so it is the last look of a sweep
+# that ended there.
+def look(n: int, first: int) -> int:
+    """The 1-based index of the look at n rounds on the grid first, 2 first, 4 first, ..."""
+    index, point = 1, max(first, 2)
+    while point < n:
+        index, point = index + 1, point * 2
+    return index
+
+
+def next_look(n: int, first: int) -> int:
+    """The rounds of the first look at n rounds or more: a point of the grid."""
+    point = max(first, 2)
+    while point < n:
+        point *= 2
+    return point
+
+
+def on_grid(n: int, first: int) -> bool:
+    """Whether a reading at n rounds is a look of the grid (fewer rounds than its first count as its first)."""
+    return next_look(n, first) in (n, max(first, 2))
+
+
+def look_confidence(n: int, first: int) -> float:
+    """The confidence of the interval read at n rounds: 1 - 0.05 / 2**look."""
+    return 1 - (1 - CONFIDENCE) / 2 ** look(n, first)
+
+
 @dataclass(frozen=True)
 class Change:
     """a / b - 1 with its 95% interval [low, high] (NaN ends: no interval) and how it was made.
     Paired over rounds it keeps the rounds' spread (the sample SD of their log ratios), which
-    says how many rounds would narrow the interval enough (`rounds_to_clear`)."""
+    says how many rounds would narrow the interval enough (`rounds_to_clear`), and the first
+    look's rounds: the interval is at the confidence of its look (`look_confidence`), so that
+    95% holds over every look a sweep takes."""
 
     change: float
     low: float
@@ -91,6 +128,7 @@ class Change:
     basis: Basis
     n: int  # rounds (ROUNDS), the fewer runs of the two sides (RUNS), or 1
     log_sd: float = math.nan  # ROUNDS only
+    first: int = 2  # ROUNDS only: the rounds of the first look (a sweep's minimum rounds)
 
     @property
     def uncertainty(self) -> float:
@@ -104,22 +142,25 @@ class Change:
     def inverted(self) -> Change:
         """b / a - 1: the same measurement seen from the other side, the interval mapped end by end."""
         flip = lambda x: 1 / (1 + x) - 1  # noqa: E731
-        return Change(flip(self.change), flip(self.high), flip(self.low), self.basis, self.n, self.log_sd)
+        return Change(flip(self.change), flip(self.high), flip(self.low), self.basis, self.n, self.log_sd, self.first)
 
     def rounds_to_clear(self, boundaries: Sequence[float], limit: int = ROUNDS_LIMIT) -> int | None:
         """How many rounds in all would give an interval that lies clear of every boundary (each a
         change, e.g. 0.05 for +5%), if further rounds had the spread and mean of these: the
-        smallest n with t(n-1) sd / sqrt(n) < the log distance to the nearest boundary. None:
-        unknown (not paired over 2 rounds or more) or beyond `limit` (the mean sits on a boundary)."""
+        smallest n on the looks' grid with t(n-1) sd / sqrt(n) < the log distance to the nearest
+        boundary, t at that look's confidence. None: unknown (not paired over 2 rounds or more)
+        or beyond `limit` (the mean sits on a boundary)."""
         if self.basis is not Basis.ROUNDS or self.n < 2 or math.isnan(self.log_sd):
             return None
         mean = math.log1p(self.change)
         room = min(abs(mean - math.log1p(b)) for b in boundaries)
+        n = next_look(self.n, self.first)
         if self.log_sd == 0:
-            return self.n
-        for n in range(max(self.n, 2), limit + 1):
-            if stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * self.log_sd / math.sqrt(n) < room:
+            return n
+        while n <= limit:
+            if stats.t.ppf(0.5 + look_confidence(n, self.first) / 2, n - 1) * self.log_sd / math.sqrt(n) < room:
                 return n
+            n *= 2
         return None
 
 
@@ -161,20 +202,22 @@ def runs_change(runs_a, runs_b) -> Change:
     return Change(math.expm1(diff), math.expm1(low), math.expm1(high), Basis.RUNS, n)
 
 
-def paired_change(variant: Sequence[float], baseline: Sequence[float]) -> Change:
+def paired_change(variant: Sequence[float], baseline: Sequence[float], first: int | None = None) -> Change:
     """The change of a variant against its baseline from rounds in which both ran side by side
     (one value each per round, same order): the geometric mean of the within-round ratios - 1,
-    with the 95% t-interval over the rounds (log scale; no interval with one round)."""
+    with the t-interval over the rounds (log scale; no interval with one round) at the confidence
+    of its look, `first` the rounds of the first look (None: these rounds, a single look)."""
     logs = np.log(np.asarray(variant, dtype=float)) - np.log(np.asarray(baseline, dtype=float))
     mean, n = float(logs.mean()), int(logs.size)
+    first = n if first is None else first
     if n < 2:
-        return Change(math.expm1(mean), math.nan, math.nan, Basis.ROUNDS, n)
+        return Change(math.expm1(mean), math.nan, math.nan, Basis.ROUNDS, n, first=first)
     sd = float(logs.std(ddof=1))
     if sd == 0:
-        return Change(math.expm1(mean), math.expm1(mean), math.expm1(mean), Basis.ROUNDS, n, 0.0)
+        return Change(math.expm1(mean), math.expm1(mean), math.expm1(mean), Basis.ROUNDS, n, 0.0, first)
     with identical_runs_allowed():
-        low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(CONFIDENCE)
-    return Change(math.expm1(mean), math.expm1(low), math.expm1(high), Basis.ROUNDS, n, sd)
+        low, high = stats.ttest_1samp(logs, 0.0).confidence_interval(look_confidence(n, first))
+    return Change(math.expm1(mean), math.expm1(low), math.expm1(high), Basis.ROUNDS, n, sd, first)
 
 
 def spread_of_runs(values: Sequence[float]) -> float:

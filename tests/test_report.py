@@ -14,7 +14,7 @@ from coatbench.harness import Cell, Measurement
 from coatbench.options import Dtype, Execution, Format
 from coatbench.report import Word, build_reports, classify
 from coatbench.results import Env, Status, Trial, append_row, read_rows
-from coatbench.stats import Basis, Change
+from coatbench.stats import Basis, Change, look_confidence, on_grid
 from coatbench.suite import Claim, load_suite
 from coatbench.sweep import make_row
 from coatbench.views.report import long_frame, plot, summary_text, to_json, to_latex, to_markdown, verdict_lines
@@ -121,18 +121,20 @@ def test_no_interval_is_unresolved():
 
 
 def test_the_rounds_that_would_resolve_an_interval():
-    """With the rounds' spread and mean kept, the interval narrows as t(n-1) / sqrt(n): the need is
-    the first n at which it clears the nearest boundary, and none when the mean sits on one."""
+    """With the rounds' spread and mean kept, the interval narrows as t(n-1) / sqrt(n), t at the
+    confidence of the look at n: the need is the first point of the looks' grid (doublings of
+    the first look) at which it clears the nearest boundary, and none when the mean sits on one."""
     near = interval(0.06, 0.16)  # straddles 10%, mean ~10.9%: close to the boundary
     far = interval(0.11, 0.35, n=3)  # straddles 20%, mean ~22.4%
 
     def half_width(c: Change, n: int) -> float:
-        return scipy_stats.t.ppf(0.975, n - 1) * c.log_sd / math.sqrt(n)
+        return scipy_stats.t.ppf(0.5 + look_confidence(n, c.first) / 2, n - 1) * c.log_sd / math.sqrt(n)
 
     for c in (near, far):
         need = c.rounds_to_clear((0.0, 0.10, 0.20))
         room = min(abs(math.log1p(c.change) - math.log1p(b)) for b in (0.0, 0.10, 0.20))
-        assert half_width(c, need) < room <= half_width(c, need - 1)
+        assert on_grid(need, c.first) and half_width(c, need) < room
+        assert need // 2 < c.n or room <= half_width(c, need // 2)  # the grid point before did not
     assert near.rounds_to_clear((0.0, 0.10, 0.20)) > far.rounds_to_clear((0.0, 0.10, 0.20))
     on_the_line = interval(-0.05, 1 / 0.95 - 1)  # its mean is 0 on the log scale
     assert on_the_line.rounds_to_clear((0.0,)) is None  # no number of rounds clears 0
