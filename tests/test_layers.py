@@ -36,7 +36,7 @@ def layer(module: str) -> int:
     for index, names in enumerate(LAYERS):
         if name in names:
             return index
-    raise AssertionError(f"coatbench/{module}.py has no layer: add it to LAYERS (and to the README's Layout)")
+    raise AssertionError(f"coatbench/{module}.py has no layer: add it to LAYERS (and to CONTRIBUTING's Layout)")
 
 
 def imported(tree: ast.AST, known: dict[str, Path]) -> set[str]:
@@ -104,6 +104,48 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
     edges = graph(copy)
     assert "harness -> sweep" in upward_imports(edges)
     assert any({"harness", "sweep"} <= set(cycle) for cycle in cycles(edges))
+
+
+def contributing_layout(text: str) -> list[list[str]]:
+    """The modules of CONTRIBUTING's Layout table, grouped by layer, top to bottom
+    ('views/console' -> 'views.console'); a row with an empty layer cell joins the one above."""
+    lines = text.split("| layer | module | its one job |\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    groups: list[list[str]] = []
+    for line in lines:
+        layer_cell, module, job = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        assert job, f"CONTRIBUTING's Layout: {module} has no job"
+        if layer_cell or not groups:
+            groups.append([])
+        groups[-1].append(module.strip("`").replace("/", "."))
+    return groups
+
+
+def layout_mismatches(groups: list[list[str]], package: Path = PACKAGE) -> list[str]:
+    """How a Layout table's groups differ from LAYERS and from the package's files (packages'
+    own empty `__init__` files aside)."""
+    files = {m for m in modules(package) if not m.endswith(".__init__")}
+    listed = [m for group in groups for m in group]
+    problems = [f"{m}: a file not in the table" for m in sorted(files - set(listed))]
+    problems += [f"{m}: in the table, not a file" for m in sorted(set(listed) - files)]
+    problems += [f"{m}: listed twice" for m in sorted({m for m in listed if listed.count(m) > 1})]
+    if not problems:
+        wanted = [sorted(m for m in files if layer(m) == index) for index in range(len(LAYERS))]
+        if [sorted(group) for group in groups] != wanted:
+            problems.append(f"the table's layers {groups} are not LAYERS {wanted}")
+    return problems
+
+
+def test_contributing_names_every_module_in_its_layer():
+    assert layout_mismatches(contributing_layout((ROOT / "CONTRIBUTING.md").read_text())) == []
+
+
+def test_the_layout_check_catches_a_missing_module_and_a_wrong_layer():
+    groups = contributing_layout((ROOT / "CONTRIBUTING.md").read_text())
+    assert layout_mismatches([[m for m in g if m != "files"] for g in groups]) == ["files: a file not in the table"]
+    moved = [list(g) for g in groups]
+    moved[0].append("cli")
+    del moved[1]
+    assert len(layout_mismatches(moved)) == 1
 
 
 def only_views_import(package: str) -> list[str]:
