@@ -35,9 +35,6 @@ from coatbench.errors import CoatbenchError
 from coatbench.hardware import device_name
 from coatbench.options import DdpOptions
 
-# The test hook: "delay:RANK:SECONDS" sleeps that rank before every step; "kill:RANK:STEP" kills
-# that rank's process (SIGKILL) before the given step. Read by `fault`; nothing else sets it.
-FAULT_ENV = "COATBENCH_FAULT"
 WINDOW_METHOD = (
     "all ranks' images / (latest end - earliest start) of each block, the ranks started by a barrier; "
     "a rank's start = its end - the device's own time for the block (CUDA events on a GPU)"
@@ -225,23 +222,3 @@ def rank_summary(rank_seconds: list[list[float]], images_per_rank_block: int, ra
         rank_devices=[name for _, name, _ in ranks],
         rank_peak_memory_bytes=[peak for _, _, peak in ranks],
     )
-
-
-def fault(rank: int) -> Callable[[int], None] | None:
-    """The `before_step` hook that FAULT_ENV asks of this rank (tests only), or None."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec:
-        return None
-    kind, target, value = spec.split(":")
-    if int(target) != rank:
-        return None
-    if kind == "delay":
-        return lambda step: time.sleep(float(value))
-    if kind == "kill":
-
-        def kill(step: int) -> None:
-            if step == int(value):
-                os.kill(os.getpid(), 9)
-
-        return kill
-    raise CoatbenchError(f"{FAULT_ENV}={spec!r}: give delay:RANK:SECONDS or kill:RANK:STEP")

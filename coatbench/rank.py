@@ -14,11 +14,11 @@ import pickle
 import socket
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch.distributed as dist
 
-from coatbench.distributed import RankOps, World, fault, join, timing_group
+from coatbench.distributed import RankOps, World, join, timing_group
 from coatbench.errors import CoatbenchError
 from coatbench.hardware import device_ops
 from coatbench.harness import Cell, Measurement, measure
@@ -32,13 +32,11 @@ OUT_OF_MEMORY_EXIT = 3
 COLLECTIVE_GRACE_S = 60.0
 
 
-def measure_on_ranks(
-    cell: Cell, budget: Budget, world: World, group, before_step: Callable[[int], None] | None = None
-) -> Measurement:
+def measure_on_ranks(cell: Cell, budget: Budget, world: World, group) -> Measurement:
     """`cell` measured by every rank together (a collective: all ranks call it), with what
     each rank saw when it was measured."""
     ops = RankOps(device_ops(world.device), world, group, cell.ddp)
-    result = measure(cell, world.device, budget, ops=ops, before_step=before_step)
+    result = measure(cell, world.device, budget, ops=ops)
     if result.status is Status.OK:
         images = cell.batch_size * result.block_steps
         result.distributed = ops.summary(images, cell.mode is Mode.TRAIN, result.peak_memory_bytes)
@@ -96,11 +94,11 @@ def main(jobs_file: str, port: str) -> int:
     index = -1
     try:
         world = join(device_type, timeout_s=max(budget.timeout for _, budget in jobs) + COLLECTIVE_GRACE_S)
-        group, before_step = timing_group(), fault(world.rank)
+        group = timing_group()
         for index, (cell, budget) in enumerate(jobs):
             if world.rank == 0:
                 conn.send(("start", index, None))
-            result = measure_on_ranks(cell, budget, world, group, before_step)
+            result = measure_on_ranks(cell, budget, world, group)
             if result.status is Status.OOM:
                 conn.send(("oom", index, f"rank {world.rank}: {result.message}"))
                 conn.close()

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,19 @@ def cli():
         )
 
     return run
+
+
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+def fault_env(fault: str = "", **extra: str) -> dict[str, str]:
+    """This process's environment for a subprocess, with `fault` injected into its ranks
+    (`tests/faults/sitecustomize.py` says how) or, when empty, none."""
+    env = {k: v for k, v in os.environ.items() if k != "COATBENCH_FAULT"} | extra
+    if fault:
+        env["COATBENCH_FAULT"] = fault
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAULTS), env.get("PYTHONPATH", "")]))
+    return env
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:

@@ -20,18 +20,15 @@ from coatbench.report import SUPERLINEAR, scaling_of
 from coatbench.results import Status, Trial, read_rows
 from coatbench.sweep import launches, make_plan, make_row
 from coatbench.views.report import scaling_text
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, fault_env
 
 TINY = ["coatnet-0", "--device", "cpu", "--image-size", "64", "--batch-sizes", "2", "--min-time", "0.3",
         "--max-time", "1", "--rounds", "1", "--format", "json"]  # fmt: skip
 
 
 def speed(*args: str, fault: str = "", timeout: float = 400) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "COATBENCH_FAULT"}
-    if fault:
-        env["COATBENCH_FAULT"] = fault
     command = [sys.executable, "-m", "coatbench", "speed", *TINY, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=fault_env(fault))
 
 
 def by_devices(path) -> dict[int, list]:
@@ -202,7 +199,7 @@ def test_torchrun_runs_coatbench_as_two_nodes_through_the_c10d_rendezvous(tmp_pa
     # Two torchrun agents on this host, one rank each, meeting at a c10d rendezvous: what two
     # hosts do. Each rank runs the sweep; rank 0 saves the rows.
     out = tmp_path / "nodes.jsonl"
-    env = {k: v for k, v in os.environ.items() if k != "COATBENCH_FAULT"}
+    env = fault_env()
     port = 29400 + os.getpid() % 500
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "nodes",
@@ -236,7 +233,7 @@ def _tagged(tag: str, part: str = "") -> list[int]:
 
 def test_ctrl_c_during_a_group_of_ranks_keeps_the_rows_and_leaves_no_rank_running(tmp_path):
     out, tag = tmp_path / "stopped.jsonl", f"{os.getpid()}-{time.time_ns()}"
-    env = {**os.environ, "COATBENCH_TEST_TAG": tag, "COATBENCH_FAULT": "delay:1:0.2"}  # a long cell of ranks
+    env = fault_env("delay:1:0.2", COATBENCH_TEST_TAG=tag)  # a long cell of ranks
     command = [sys.executable, "-m", "coatbench", "speed", *TINY[:-2], "--devices", "2", "--mode", "infer",
                "--rounds", "3", "--out", str(out), "--quiet"]  # fmt: skip
     sweep = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
