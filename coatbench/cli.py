@@ -305,7 +305,8 @@ def main() -> None:
     """Entry point: the one place where known errors become a one-line message and their exit
     code (2: bad input; 130: interrupted, with the command that goes on); warnings one line each."""
     warnings.showwarning = lambda message, *_: print_note(f"warning: {message}")
-    if options.torchrun_rank():  # under `torchrun -m coatbench` rank 0 prints; errors show on every rank
+    torchrun = options.Torchrun.of_this_process()
+    if torchrun is not None and torchrun.rank > 0:  # under torchrun rank 0 prints; errors show on every rank
         sys.stdout = open(os.devnull, "w")
     try:
         sys.exit(app(standalone_mode=False) or 0)

@@ -202,11 +202,23 @@ class DdpOptions:
         return f"DDP(bucket_cap_mb={self.bucket_cap_mb:g}, gradient_as_bucket_view={self.gradient_as_bucket_view})"
 
 
-def torchrun_rank() -> int | None:
-    """This process's rank when torchrun (torch.distributed.run) started it, else None."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ or "RANK" not in os.environ:
-        return None
-    return int(os.environ["RANK"])
+@dataclass(frozen=True)
+class Torchrun:
+    """This process as a rank that torchrun (torch.distributed.run) started: every rank runs the
+    whole sweep, rank 0's plan for all (`rank.Ranks`), and rank 0 speaks and saves."""
+
+    rank: int
+    world_size: int  # ranks in all, on every host
+    local_world_size: int  # ranks on this host
+
+    @classmethod
+    def of_this_process(cls) -> Torchrun | None:
+        """From torchrun's environment variables; None where torchrun did not start this process.
+        Read once by the CLI (who prints) and once by `sweep.make_plan` (the plan's field)."""
+        if "TORCHELASTIC_RUN_ID" not in os.environ or "RANK" not in os.environ:
+            return None
+        env = os.environ
+        return cls(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_WORLD_SIZE", 1)))
 
 
 def parse_counts(text: str, option: str, example: str) -> tuple[int, ...]:

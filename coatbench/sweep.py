@@ -38,7 +38,7 @@ from coatbench.options import (
     Execution,
     Mode,
     Rounds,
-    torchrun_rank,
+    Torchrun,
 )
 from coatbench.rank import COLLECTIVE_GRACE_S, Ranks
 from coatbench.report import Pending, pending
@@ -92,6 +92,8 @@ class Plan:
     time_budget_s: float = 0.0  # auto: the sweep's wall time within which rounds are added
     suite: Suite | None = None  # whose claims decide whether more rounds are needed
     replicated: frozenset = frozenset()  # configs of settings with a replicate row (`rounds.aa_cells`)
+    # this process as a rank of `torchrun -m coatbench`, or None; its own, not rank 0's (`run_sweep`)
+    torchrun: Torchrun | None = None
 
     @property
     def timed_slots(self) -> int:
@@ -193,7 +195,8 @@ def make_plan(
         raise CoatbenchError(f"--max-time {budget.max_time:g} is below --min-time {budget.min_time:g}: raise it")
     if target.type != "xla" and (xla_cache is not None or strict):
         raise CoatbenchError(f"{'--xla-cache' if xla_cache is not None else '--strict'} applies to --device xla only")
-    devices = check_devices(devices, target, notes)
+    torchrun = Torchrun.of_this_process()
+    devices = check_devices(devices, target, notes, torchrun)
     if max(devices) > 1:
         # Every cell's blocks as long as a block of several ranks: E divides X_N by X_1, and a
         # short block reads slow by the launch latency at its start (in results/h200x2, blocks of
@@ -227,9 +230,9 @@ def make_plan(
     slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla", replicated=replicated)
     xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
     env = fingerprint(target, *xla_topology()) if target.type == "xla" else fingerprint(target)
-    if max(devices) > 1 or torchrun_rank() is not None:
+    if max(devices) > 1 or torchrun is not None:
         # a rank's threads (`distributed.join`): on a CPU a device is a share of its cores
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if torchrun_rank() is not None else max(devices)
+        local = torchrun.local_world_size if torchrun is not None else max(devices)
         env = dataclasses.replace(env, threads=threads_per_rank(local))
     plan = Plan(
         cells,
@@ -249,18 +252,21 @@ def make_plan(
         time_budget_s=time_budget_s,
         suite=suite,
         replicated=replicated,
+        torchrun=torchrun,
     )
     return plan if resume is None else skip_done(plan, read_rows(resume), resume)
 
 
-def check_devices(devices: Sequence[int], target: torch.device, notes: list[str]) -> tuple[int, ...]:
+def check_devices(
+    devices: Sequence[int], target: torch.device, notes: list[str], torchrun: Torchrun | None
+) -> tuple[int, ...]:
     """The device counts to measure, one device first: the scaling efficiency of N devices needs
     the one-device figure of the same sweep (the plan's notes say it is measured too)."""
     devices = tuple(sorted(set(devices)))
     if devices[0] < 1:
         raise CoatbenchError(f"--devices must be positive, got {devices[0]}")
-    if torchrun_rank() is not None:  # torchrun's ranks are the devices, here and on other hosts
-        world = int(os.environ["WORLD_SIZE"])
+    if torchrun is not None:  # torchrun's ranks are the devices, here and on other hosts
+        world = torchrun.world_size
         if devices not in ((1,), (world,), (1, world)):
             raise CoatbenchError(f"under torchrun the devices are its {world} ranks: drop --devices")
         if target.type == "xla":
@@ -467,9 +473,9 @@ def run_sweep(
     out of memory is not tried again (its A/A copy moves to the batch below). Ctrl-C stops the
     sweep; every finished measurement is already on disk."""
     ranks = None
-    if measure_cell is None and torchrun_rank() is not None:
+    if measure_cell is None and plan.torchrun is not None:
         ranks = Ranks(plan.device.type, plan.budget.timeout + COLLECTIVE_GRACE_S)
-        plan = ranks.agree(plan)
+        plan = dataclasses.replace(ranks.agree(plan), torchrun=plan.torchrun)  # rank 0's, as this rank
     if measure_cell is None and plan.device.type == "xla":
         measure_cell = lambda cell, device, budget: measure_on_all_cores(cell, budget, plan.xla)  # noqa: E731
     sweeping = _Sweeping(plan, progress, ranks, measure_cell)

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from coatbench.config import variant_name
-from coatbench.options import Format, torchrun_rank
+from coatbench.options import Format
 from coatbench.results import Row, run_key
 from coatbench.views.console import emit, err_console, print_note
 
@@ -33,7 +33,7 @@ def plan_notes(plan: Plan) -> list[str]:
     """How the cells are measured, what the plan scaled down and where it continues; where the
     rows go comes last."""
     where = "in this process" if plan.device.type == "xla" else f"in {plan.processes} worker process(es)"
-    if torchrun_rank() is not None:
+    if plan.torchrun is not None:
         where = "in each rank's own process (torchrun)"
     rounds = (
         f"at least {plan.rounds}, then more of the claim cells still unresolved while they fit in "
@@ -263,7 +263,7 @@ class _Silent:
 @contextmanager
 def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
     """The callbacks (`sweep.SweepProgress`'s) that show a sweep's progress on stderr."""
-    if quiet or torchrun_rank():  # under torchrun, rank 0 shows the progress
+    if quiet or (plan.torchrun is not None and plan.torchrun.rank > 0):  # under torchrun, rank 0 shows it
         yield _Silent()
         return
     for note in plan_notes(plan)[:-1]:
