@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from coatbench.hardware import cpu_model, git_sha
+    from coatbench.machine import cpu_model, git_sha
 
     print(
         f"# Throughput guard check: `python benchmarks/guard_check.py --slowdown {args.slowdown:g} --rounds "

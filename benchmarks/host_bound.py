@@ -20,8 +20,8 @@ import statistics
 import torch
 
 from coatbench.config import build_config
-from coatbench.hardware import device_name, git_sha
 from coatbench.harness import Cell, measure
+from coatbench.machine import device_name, git_sha
 from coatbench.options import Budget, Dtype, Execution, Mode
 from coatbench.results import HOST_BOUND_QUEUE, HostTiming
 

@@ -24,8 +24,8 @@ def main() -> None:
     import torch
 
     from coatbench.config import build_config
-    from coatbench.hardware import cpu_model, git_sha
     from coatbench.harness import Cell, build_step
+    from coatbench.machine import cpu_model, git_sha
     from coatbench.options import Dtype, Mode
 
     def rate(step) -> float:

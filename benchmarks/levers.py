@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 
 from coatbench.config import build_config
-from coatbench.hardware import device_name
 from coatbench.harness import Cell, compile_frozen, compile_regions, measure
+from coatbench.machine import device_name
 from coatbench.model import CoAtNet, build_model
 from coatbench.options import Budget, Dtype, Execution, Mode
 

@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from coatbench.hardware import device_name, git_sha
+    from coatbench.machine import device_name, git_sha
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"# Process and memory check: {device_name(device)}, torch {torch.__version__}, "

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from coatbench.config import build_config
-from coatbench.hardware import device_name
 from coatbench.harness import Cell, measure
+from coatbench.machine import device_name
 from coatbench.model import build_model
 from coatbench.options import Budget, Dtype, Mode
 

@@ -73,8 +73,8 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
     import torch
 
     from coatbench.config import build_config
-    from coatbench.hardware import fingerprint, peak_tflops
     from coatbench.harness import Cell, compile_regions, measure
+    from coatbench.machine import fingerprint, peak_tflops
     from coatbench.options import Budget, Dtype, Execution, Mode
     from coatbench.stats import summarize
 

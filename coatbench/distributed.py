@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from coatbench.errors import CoatbenchError
-from coatbench.hardware import device_name
+from coatbench.machine import device_name
 from coatbench.options import DdpOptions
 
 WINDOW_METHOD = (

@@ -25,8 +25,9 @@ from coatbench.counting import ModelCount, count
 from coatbench.distributed import RANK_BLOCK_S, threads_per_rank
 from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import WriteError, check_writable
-from coatbench.hardware import fingerprint, peak_tflops, resolve_device
+from coatbench.hardware import resolve_device
 from coatbench.harness import PEAK_MEMORY_METHOD, Cell, Measurement, check_cell
+from coatbench.machine import fingerprint, peak_tflops
 from coatbench.options import (
     CPU_BUDGET,
     DEFAULT_BUDGET_S,

@@ -290,10 +290,11 @@ def _xla_worker(index: int, job: _XlaJob) -> None:
     import torch_xla
     import torch_xla.runtime as xr
 
-    from coatbench.xla import XlaOps, device_name, platform
+    from coatbench.machine import xla_device_name
+    from coatbench.xla import XlaOps, platform
 
     if job.cell is None:
-        result = (xr.world_size(), device_name(platform()))
+        result = (xr.world_size(), xla_device_name(platform()))
     else:
         if job.options.cache_dir:
             xr.initialize_cache(job.options.cache_dir, readonly=False)
@@ -302,7 +303,7 @@ def _xla_worker(index: int, job: _XlaJob) -> None:
         allreduce = "gradients all-reduced by xm.optimizer_step" if ops.gradient_allreduce else (
             "each core on its own gradients (the XLA CPU backend)")  # fmt: skip
         parallel = allreduce if job.cell.mode is Mode.TRAIN else REPLICAS
-        result = (found, ops.blocks, (socket.gethostname(), device_name(platform()), None), parallel)
+        result = (found, ops.blocks, (socket.gethostname(), xla_device_name(platform()), None), parallel)
     if job.cell is not None or xr.global_ordinal() == 0:
         with open(os.path.join(job.out_dir, f"rank{xr.global_ordinal()}.pkl"), "wb") as f:
             pickle.dump(result, f)

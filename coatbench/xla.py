@@ -273,16 +273,3 @@ def platform() -> dict:
         except PackageNotFoundError:
             info["libtpu"] = None
     return info
-
-
-# Accelerator types whose generation is spelt otherwise than the datasheets' (hardware.TPU_PEAKS)
-TPU_TYPE_NAMES = {"v5litepod": "v5e", "v5lite": "v5e", "v6litepod": "v6e"}
-
-
-def device_name(info: dict) -> str:
-    """ "XLA:TPU v5p" or "XLA:CPU", from `platform()` (known only inside a worker process): the
-    generation from the accelerator type where known, else "v" and the version number."""
-    if info.get("tpu_version") is None:
-        return f"XLA:{info['pjrt_device']}"
-    generation = info.get("tpu_type") or f"v{info['tpu_version']}"
-    return f"XLA:{info['pjrt_device']} {TPU_TYPE_NAMES.get(generation, generation)}"

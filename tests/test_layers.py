@@ -20,6 +20,7 @@ LAYERS = (
     ("harness",),
     ("hardware", "distributed"),
     ("xla",),
+    ("machine",),
     ("counting", "paper", "accuracy", "suite", "model", "config"),
     ("results", "runs", "files", "stats", "options", "errors", "__init__"),
 )

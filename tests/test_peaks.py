@@ -2,9 +2,8 @@
 
 import pytest
 
-from coatbench.hardware import TPU_PEAKS, peak_tflops
+from coatbench.machine import TPU_PEAKS, peak_tflops, xla_device_name
 from coatbench.results import Compute
-from coatbench.xla import device_name
 
 
 @pytest.mark.parametrize(
@@ -27,11 +26,11 @@ def test_tpu_peaks_per_chip_core_and_device(generation, chip, core, device):
 
 def test_tpu_names_follow_the_accelerator_type():
     tpu = {"pjrt_device": "TPU", "tpu_version": 5}
-    assert device_name({**tpu, "tpu_type": "v5litepod"}) == "XLA:TPU v5e"
-    assert device_name({**tpu, "tpu_type": "v5p"}) == "XLA:TPU v5p"
-    assert device_name({**tpu, "tpu_type": None}) == "XLA:TPU v5"  # ambiguous: no peak rather than a wrong one
+    assert xla_device_name({**tpu, "tpu_type": "v5litepod"}) == "XLA:TPU v5e"
+    assert xla_device_name({**tpu, "tpu_type": "v5p"}) == "XLA:TPU v5p"
+    assert xla_device_name({**tpu, "tpu_type": None}) == "XLA:TPU v5"  # ambiguous: no peak rather than a wrong one
     assert peak_tflops("XLA:TPU v5", "bf16") is None
-    assert device_name({"pjrt_device": "CPU"}) == "XLA:CPU" and peak_tflops("XLA:CPU", "bf16") is None
+    assert xla_device_name({"pjrt_device": "CPU"}) == "XLA:CPU" and peak_tflops("XLA:CPU", "bf16") is None
 
 
 def test_gpu_peaks_and_the_row_names_the_peak_it_divides_by():
