@@ -55,7 +55,7 @@ def run_part(out: Path, part: str, batches: list[int] | None, rounds: int | None
     if compiled:
         for devices, batch in plain_loops:
             plain(out, devices, batch, compiled)
-    subprocess.run(command + (["--compile"] if compiled else []), check=True)
+    subprocess.run(command + (["--execution", "compile"] if compiled else []), check=True)
     if not compiled:
         for devices, batch in plain_loops:
             plain(out, devices, batch, compiled)

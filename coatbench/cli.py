@@ -15,7 +15,7 @@ from coatbench import options
 from coatbench.config import ABLATIONS, KNOB_NAMES, KNOBS, build_config
 from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import check_writable
-from coatbench.options import DeviceKind, Execution, Format, Modes, option_group
+from coatbench.options import DeviceKind, Format, Modes, option_group
 from coatbench.views.console import print_error, print_note, print_table
 from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows, stop_note
 
@@ -55,9 +55,6 @@ Accuracy = option(list[Path] | None, f"Your accuracy CSV (preferred). Default: {
 Plot = option(Path | None, "Also draw throughput vs batch and top-1 vs throughput to this PNG.")
 Baseline = option(str | None, f"A baseline file, or 'auto': the one saved for this hardware ({options.BASELINES_DIR}).")
 ModeOpt = option(Modes, "Training step, inference, or both.")
-Compile = option(bool, "torch.compile each block of the model.", "--compile")
-CudaGraphs = option(bool, "Capture the whole step in a CUDA graph (with --compile: compiled).", "--cuda-graphs")
-FoldBn = option(bool, "Inference, compiled with BatchNorm folded into the convs (compile-folded-bn).", "--fold-bn")
 
 
 def typed(declared: options.Declared):
@@ -78,7 +75,7 @@ Quiet = typed(options.SUITE_OPTIONS["quiet"])  # speed's too
 
 def planned(
     batch_sizes: str | None, devices: str, bucket_cap_mb: float, gradient_as_bucket_view: bool,
-    out: Path | None, resume: Path | None, rounds: str, budget: str | None, **given,
+    out: Path | None, resume: Path | None, rounds: str, budget: str | None, execution: str, **given,
 ) -> dict:  # fmt: skip
     """`measure_options` parsed and checked (before torch is imported), as keywords for
     `sweep.make_plan`; the rows' file is checked for writing before anything is measured."""
@@ -87,6 +84,7 @@ def planned(
     out = out or options.new_runs_path()
     check_writable(resume or out)
     sizes = {"batch_sizes": batches, "devices": options.parse_devices(devices), "ddp": ddp}
+    sizes["executions"] = options.parse_executions(execution)
     rule = options.Rounds.parse(rounds)
     if budget is not None and not rule.auto:
         raise CoatbenchError("--budget bounds the rounds that --rounds auto adds: drop it, or use --rounds auto")
@@ -119,9 +117,6 @@ def count(model: Model, fmt: FormatOpt = Format.TABLE, *, knobs: dict) -> None:
 def speed(
     model: Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7.")] = "coatnet-2",
     mode: ModeOpt = Modes.BOTH,
-    compile: Compile = False,
-    cuda_graphs: CudaGraphs = False,
-    fold_bn: FoldBn = False,
     fmt: FormatOpt = Format.TABLE,
     quiet: Quiet = False,
     *,
@@ -129,26 +124,22 @@ def speed(
     measure: dict,
 ) -> None:
     """Training and inference throughput across per-core batch sizes, with honest statistics."""
-    config, execution, given = (
-        build_config(model, **knobs),
-        Execution.of_flags(compile, cuda_graphs, fold_bn),
-        planned(**measure),
-    )
+    config, given = build_config(model, **knobs), planned(**measure)
     from coatbench.sweep import make_plan, run_plan
 
-    plan = make_plan([config], modes=mode.modes(), executions=[execution], **given)
+    plan = make_plan([config], modes=mode.modes(), **given)
     with progress(plan, quiet) as shown:
         rows, result = run_plan(plan, shown)
     notes = plan_notes(plan) + [stop_note(result)]
     show_rows(rows, fmt, title=f"Throughput on {plan.env.device_name}", notes=notes)
 
 
-def _measure_suite(suite: str, execution: str, dry_run: bool, quiet: bool, measure: dict):
+def _measure_suite(suite: str, dry_run: bool, quiet: bool, measure: dict):
     """(the suite, its rows: the resumed file's and this run's); the rows are None after a dry run."""
-    executions, given = options.parse_executions(execution), planned(**measure)
+    given = planned(**measure)
     from coatbench.sweep import estimate, plan_suite, run_plan
 
-    suite, plan = plan_suite(suite, executions=executions, **given)
+    suite, plan = plan_suite(suite, **given)
     if dry_run:
         show_dry_run(plan, estimate(plan), Format.TABLE)
         return suite, None

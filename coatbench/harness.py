@@ -219,16 +219,17 @@ def check_cell(cell: Cell, device: torch.device) -> None:
         raise CoatbenchError(f"batch size must be at least 1, got {cell.batch_size}")
     if cell.execution.captures:
         if device.type != "cuda":
-            raise CoatbenchError("--cuda-graphs needs a CUDA device: drop it or use --device cuda")
+            raise CoatbenchError(f"--execution {cell.execution.value} needs a CUDA device: use eager, or --device cuda")
         if cell.devices > 1 and cell.execution.compiles and cell.mode is Mode.TRAIN:
             # an eager step under DDP is captured (build_step); a compiled one has not been
             # measured captured under DDP, so coatbench does not offer it (inference runs
             # replicas, each captured as on one device)
             raise CoatbenchError(
-                "--compile with --cuda-graphs trains on one device only: drop one of them, or use --devices 1"
+                "--execution compile+cuda-graphs trains on one device only: use compile or cuda-graphs, or --devices 1"
             )
         if cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
-            raise CoatbenchError("--cuda-graphs cannot capture fp16 loss scaling: use --dtype bf16")
+            captured = cell.execution.value
+            raise CoatbenchError(f"--execution {captured} cannot capture fp16 loss scaling: use --dtype bf16")
     if device.type == "xla" and cell.mode is Mode.TRAIN and cell.dtype is Dtype.FP16:
         raise CoatbenchError("fp16 training needs loss scaling, which coatbench does not do on XLA: use --dtype bf16")
     if cell.execution.compiles and device.type == "xla":

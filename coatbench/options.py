@@ -70,17 +70,6 @@ class Execution(str, Enum):
     def captures(self) -> bool:
         return self in (Execution.CUDA_GRAPHS, Execution.COMPILE_CUDA_GRAPHS)
 
-    @classmethod
-    def of_flags(cls, compile: bool, cuda_graphs: bool, fold_bn: bool) -> Execution:
-        """The execution that `speed`'s --compile / --cuda-graphs / --fold-bn flags ask for."""
-        if fold_bn:
-            if cuda_graphs:
-                raise CoatbenchError("--fold-bn compiles the whole model without a CUDA graph: drop --cuda-graphs")
-            return cls.COMPILE_FOLDED_BN
-        if compile:
-            return cls.COMPILE_CUDA_GRAPHS if cuda_graphs else cls.COMPILE
-        return cls.CUDA_GRAPHS if cuda_graphs else cls.EAGER
-
 
 class Format(str, Enum):
     """How a command prints its result: the same choices for every command."""
@@ -313,12 +302,12 @@ MEASURE_OPTIONS = {
     "processes": Declared(
         int | None, None, "Worker processes the rounds are spread over. Default: one a round; 1 on GPU."
     ),
-}
-# What a suite command does besides measuring:
-SUITE_OPTIONS = {
     "execution": Declared(
         str, "eager", "Execution modes, comma-separated: " + ",".join(e.value for e in Execution), _flag("--execution")
     ),
+}
+# What a suite command does besides measuring:
+SUITE_OPTIONS = {
     "dry_run": Declared(bool, False, "List the cells and a rough time estimate; measure nothing.", _flag("--dry-run")),
     "quiet": Declared(bool, False, "No progress, only the result.", _flag("--quiet")),
 }
