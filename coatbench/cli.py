@@ -2,6 +2,7 @@
 library call, hands the result to one view, and returns the exit code. Nothing imported at
 module level imports torch, so `--help`, `report` and `compare` answer without it."""
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -76,9 +77,9 @@ Quiet = typed(options.SUITE_OPTIONS["quiet"])  # speed's too
 def planned(
     batch_sizes: str | None, devices: str, bucket_cap_mb: float, gradient_as_bucket_view: bool,
     out: Path | None, resume: Path | None, rounds: str, budget: str | None, execution: str, **given,
-) -> dict:  # fmt: skip
-    """`measure_options` parsed and checked (before torch is imported), as keywords for
-    `sweep.make_plan`; the rows' file is checked for writing before anything is measured."""
+) -> options.SweepOptions:  # fmt: skip
+    """`measure_options` parsed and checked (before torch is imported) for `sweep.make_plan`;
+    the rows' file is checked for writing before anything is measured."""
     batches = None if batch_sizes is None else options.parse_batch_sizes(batch_sizes)
     ddp = options.DdpOptions.checked(bucket_cap_mb, gradient_as_bucket_view)
     out = out or options.new_runs_path()
@@ -89,7 +90,7 @@ def planned(
     if budget is not None and not rule.auto:
         raise CoatbenchError("--budget bounds the rounds that --rounds auto adds: drop it, or use --rounds auto")
     seconds = None if budget is None else options.parse_duration(budget, "--budget")
-    return {**given, **sizes, "out": out, "resume": resume, "rounds": rule, "time_budget_s": seconds}
+    return options.SweepOptions(**given, **sizes, out=out, resume=resume, rounds=rule, time_budget_s=seconds)
 
 
 @app.command()
@@ -124,10 +125,10 @@ def speed(
     measure: dict,
 ) -> None:
     """Training and inference throughput across per-core batch sizes, with honest statistics."""
-    config, given = build_config(model, **knobs), planned(**measure)
+    config, asked = build_config(model, **knobs), planned(**measure)
     from coatbench.sweep import make_plan, run_plan
 
-    plan = make_plan([config], modes=mode.modes(), **given)
+    plan = make_plan([config], dataclasses.replace(asked, modes=tuple(mode.modes())))
     with progress(plan, quiet) as shown:
         rows, result = run_plan(plan, shown)
     notes = plan_notes(plan) + [stop_note(result)]
@@ -136,10 +137,10 @@ def speed(
 
 def _measure_suite(suite: str, dry_run: bool, quiet: bool, measure: dict):
     """(the suite, its rows: the resumed file's and this run's); the rows are None after a dry run."""
-    given = planned(**measure)
+    asked = planned(**measure)
     from coatbench.sweep import estimate, plan_suite, run_plan
 
-    suite, plan = plan_suite(suite, **given)
+    suite, plan = plan_suite(suite, asked)
     if dry_run:
         show_dry_run(plan, estimate(plan), Format.TABLE)
         return suite, None

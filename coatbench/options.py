@@ -210,6 +210,32 @@ class Torchrun:
         return cls(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_WORLD_SIZE", 1)))
 
 
+@dataclass(frozen=True)
+class SweepOptions:
+    """What a user asked of a sweep, before the device's defaults fill it in (`sweep.make_plan`
+    checks it and says what it scaled down). None: the default for the device."""
+
+    out: Path  # the results file the rows are appended to
+    resume: Path | None = None  # a results file whose sweep goes on
+    rounds: Rounds | int = Rounds(MIN_ROUNDS, auto=True)  # a number: that many rounds
+    time_budget_s: float | None = None  # --rounds auto: wall time within which rounds are added
+    seed: int | None = None
+    processes: int | None = None
+    device: DeviceKind = DeviceKind.AUTO
+    modes: tuple[Mode, ...] = (Mode.TRAIN, Mode.INFER)
+    batch_sizes: tuple[int, ...] | None = None
+    dtype: Dtype | None = None
+    executions: tuple[Execution, ...] = (Execution.EAGER,)
+    channels_last: bool = True
+    devices: tuple[int, ...] = (1,)
+    ddp: DdpOptions = DdpOptions()
+    min_time: float | None = None
+    max_time: float | None = None
+    timeout: float | None = None
+    strict: bool = False  # XLA: fail a cell that recompiles while timed
+    xla_cache: Path | None = None
+
+
 def parse_counts(text: str, option: str, example: str) -> tuple[int, ...]:
     """ "32,64,128" -> (32, 64, 128): positive integers, comma-separated (`option` and an
     `example` name them in the error)."""

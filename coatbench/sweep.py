@@ -31,14 +31,11 @@ from coatbench.machine import fingerprint, peak_tflops
 from coatbench.options import (
     CPU_BUDGET,
     DEFAULT_BUDGET_S,
-    MIN_ROUNDS,
     Budget,
-    DdpOptions,
-    DeviceKind,
     Dtype,
-    Execution,
     Mode,
     Rounds,
+    SweepOptions,
     Torchrun,
 )
 from coatbench.rank import COLLECTIVE_GRACE_S, Ranks
@@ -124,42 +121,26 @@ class Plan:
 
 def make_plan(
     configs: Sequence[CoAtNetConfig],
+    asked: SweepOptions,
     *,
     groups: Sequence[Sequence[CoAtNetConfig]] | None = None,
-    rounds: Rounds | int = Rounds(MIN_ROUNDS, auto=True),
-    time_budget_s: float | None = None,
-    suite: Suite | None = None,
-    seed: int | None = None,
-    processes: int | None = None,
-    device: DeviceKind = DeviceKind.AUTO,
-    modes: Sequence[Mode] = (Mode.TRAIN, Mode.INFER),
-    batch_sizes: Sequence[int] | None = None,
     default_batch_sizes: Sequence[int] = GPU_BATCH_SIZES,
-    dtype: Dtype | None = None,
-    executions: Sequence[Execution] = (Execution.EAGER,),
-    channels_last: bool = True,
-    devices: Sequence[int] = (1,),
-    ddp: DdpOptions = DdpOptions(),
-    min_time: float | None = None,
-    max_time: float | None = None,
-    timeout: float | None = None,
-    strict: bool = False,
-    xla_cache: Path | None = None,
-    out: Path,
-    resume: Path | None = None,
+    suite: Suite | None = None,
 ) -> Plan:
-    """The cells to measure and their rounds, with the defaults that fit the device; on a CPU,
-    what was scaled down is listed so that nobody mistakes it for the full run. `groups`
+    """The cells to measure and their rounds, as `asked`, with the defaults that fit the device;
+    on a CPU, what was scaled down is listed so that nobody mistakes it for the full run. `groups`
     (default: all configs, one group) are the settings whose cells are interleaved: the first
     config of each is its baseline. `suite`: whose claims and replicate rows the sweep follows.
-    With `resume`, only what that file does not hold yet, appended to it, and its sweep's rounds
-    go on. The file the rows go to is checked for writing before anything else."""
-    check_writable(resume or out)
+    With `asked.resume`, only what that file does not hold yet, appended to it, and its sweep's
+    rounds go on. The file the rows go to is checked for writing before anything else."""
+    check_writable(asked.resume or asked.out)
+    rounds, time_budget_s, seed, processes = asked.rounds, asked.time_budget_s, asked.seed, asked.processes
+    batch_sizes, dtype, devices, channels_last = asked.batch_sizes, asked.dtype, asked.devices, asked.channels_last
     rounds = Rounds(rounds) if isinstance(rounds, int) else rounds  # a number: that many rounds
     auto, rounds = rounds.auto, rounds.count
     if rounds < 1:
         raise CoatbenchError(f"--rounds must be at least 1, got {rounds}")
-    target = resolve_device(device)
+    target = resolve_device(asked.device)
     time_budget_s = DEFAULT_BUDGET_S[target.type] if time_budget_s is None else time_budget_s
     # A fresh process per round on a CPU, where the first cell of a process reads slow; on a GPU
     # rounds in one process and in one each agreed within 0.05% (results/h100/process_check.md),
@@ -182,20 +163,21 @@ def make_plan(
         if on_cpu:
             notes.append("dtype bf16 -> fp32 (CPUs without bf16 units run autocast slower; pass --dtype)")
     budget = CPU_BUDGET if on_cpu else Budget()
-    if on_cpu and min_time is None and max_time is None:
+    if on_cpu and asked.min_time is None and asked.max_time is None:
         notes.append(
             f"timed seconds per cell {Budget().min_time:g}-{Budget().max_time:g} -> "
             f"{budget.min_time:g}-{budget.max_time:g} (pass --min-time / --max-time)"
         )
-    overrides = {"min_time": min_time, "max_time": max_time, "timeout": timeout}
+    overrides = {"min_time": asked.min_time, "max_time": asked.max_time, "timeout": asked.timeout}
     for name, value in overrides.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise CoatbenchError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value:g}")
     budget = dataclasses.replace(budget, **{k: v for k, v in overrides.items() if v is not None})
     if budget.max_time < budget.min_time:
         raise CoatbenchError(f"--max-time {budget.max_time:g} is below --min-time {budget.min_time:g}: raise it")
-    if target.type != "xla" and (xla_cache is not None or strict):
-        raise CoatbenchError(f"{'--xla-cache' if xla_cache is not None else '--strict'} applies to --device xla only")
+    if target.type != "xla" and (asked.xla_cache is not None or asked.strict):
+        given = "--xla-cache" if asked.xla_cache is not None else "--strict"
+        raise CoatbenchError(f"{given} applies to --device xla only")
     torchrun = Torchrun.of_this_process()
     devices = check_devices(devices, target, notes, torchrun)
     if max(devices) > 1:
@@ -206,14 +188,14 @@ def make_plan(
     if target.type == "xla" and channels_last:
         channels_last = False  # XLA picks its own layouts: a memory format means nothing there
     cells = tuple(
-        Cell(config, mode, batch, dtype, execution, channels_last, n, ddp)
+        Cell(config, mode, batch, dtype, execution, channels_last, n, asked.ddp)
         for config in configs
-        for execution in executions
-        for mode in modes
+        for execution in asked.executions
+        for mode in asked.modes
         for batch in batch_sizes
         for n in devices
     )
-    if Mode.INFER in modes:  # with inference asked for too, an inference-only execution skips training
+    if Mode.INFER in asked.modes:  # with inference asked for too, an inference-only execution skips training
         left_out = {c.execution.value for c in cells if c.execution.inference_only and c.mode is Mode.TRAIN}
         cells = tuple(c for c in cells if not (c.execution.inference_only and c.mode is Mode.TRAIN))
         notes += [
@@ -229,7 +211,7 @@ def make_plan(
     sweep = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{seed}"
     replicated = frozenset(suite.replicated) if suite is not None else frozenset()
     slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla", replicated=replicated)
-    xla = XlaOptions(strict=strict, cache_dir=None if xla_cache is None else str(xla_cache))
+    xla = XlaOptions(strict=asked.strict, cache_dir=None if asked.xla_cache is None else str(asked.xla_cache))
     env = fingerprint(target, *xla_topology()) if target.type == "xla" else fingerprint(target)
     if max(devices) > 1 or torchrun is not None:
         # a rank's threads (`distributed.join`): on a CPU a device is a share of its cores
@@ -242,7 +224,7 @@ def make_plan(
         target,
         env,
         budget,
-        Path(out),
+        Path(asked.out),
         rounds,
         seed,
         sweep,
@@ -255,7 +237,7 @@ def make_plan(
         replicated=replicated,
         torchrun=torchrun,
     )
-    return plan if resume is None else skip_done(plan, read_rows(resume), resume)
+    return plan if asked.resume is None else skip_done(plan, read_rows(asked.resume), asked.resume)
 
 
 def check_devices(
@@ -286,13 +268,13 @@ def check_devices(
     return devices
 
 
-def plan_suite(
-    suite_name: str, *, executions: Sequence[Execution] = (Execution.EAGER,), **options
-) -> tuple[Suite, Plan]:
-    """A suite's cells (`options` as for `make_plan`)."""
+def plan_suite(suite_name: str, asked: SweepOptions) -> tuple[Suite, Plan]:
+    """A suite's cells, in its modes, at its batch sizes unless `asked` names them."""
     suite = load_suite(suite_name)
-    groups = dict(groups=suite.groups, modes=suite.modes, default_batch_sizes=suite.batch_sizes, suite=suite)
-    return suite, make_plan(suite.configs, executions=executions, **groups, **options)
+    asked = dataclasses.replace(asked, modes=tuple(suite.modes))
+    return suite, make_plan(
+        suite.configs, asked, groups=suite.groups, default_batch_sizes=suite.batch_sizes, suite=suite
+    )
 
 
 def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:

@@ -15,7 +15,7 @@ import pytest
 from coatbench.config import build_config
 from coatbench.counting import count
 from coatbench.harness import Cell, Measurement
-from coatbench.options import DeviceKind, Execution, Mode
+from coatbench.options import DeviceKind, Execution, Mode, SweepOptions
 from coatbench.report import SUPERLINEAR, scaling_of
 from coatbench.results import Status, Trial, read_rows
 from coatbench.sweep import launches, make_plan, make_row
@@ -100,8 +100,18 @@ def test_device_counts_are_checked_before_anything_runs(cli):
 
 
 def test_each_launch_opens_with_an_untimed_copy_of_its_first_cell(tmp_path):
-    plan = make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
-                     batch_sizes=[2], devices=[2], rounds=2, seed=3, out=tmp_path / "x.jsonl")  # fmt: skip
+    plan = make_plan(
+        [build_config("coatnet-0", image_size=64)],
+        SweepOptions(
+            device=DeviceKind.CPU,
+            modes=[Mode.TRAIN],
+            batch_sizes=[2],
+            devices=[2],
+            rounds=2,
+            seed=3,
+            out=tmp_path / "x.jsonl",
+        ),
+    )
     pieces = launches(plan.slots)
     assert len(pieces) > 1
     for piece in pieces:
@@ -114,8 +124,10 @@ def test_each_launch_opens_with_an_untimed_copy_of_its_first_cell(tmp_path):
 
 def _rows(per_core: dict[int, list[float]], tmp_path):
     """Rows of one sweep: per-core images/s of each device count, one value per round."""
-    plan = make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
-                     batch_sizes=[2], devices=[2], out=tmp_path / "x.jsonl")  # fmt: skip
+    plan = make_plan(
+        [build_config("coatnet-0", image_size=64)],
+        SweepOptions(device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=[2], out=tmp_path / "x.jsonl"),
+    )
     counted = count(plan.cells[0].config)
     rows = []
     for devices, rates in per_core.items():
@@ -149,8 +161,12 @@ def test_one_device_cells_of_a_sweep_on_several_devices_are_timed_in_blocks_as_l
     from coatbench.distributed import RANK_BLOCK_S
 
     def plan(devices):
-        return make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
-                         batch_sizes=[2], devices=devices, out=tmp_path / "x.jsonl")  # fmt: skip
+        return make_plan(
+            [build_config("coatnet-0", image_size=64)],
+            SweepOptions(
+                device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=devices, out=tmp_path / "x.jsonl"
+            ),
+        )
 
     alone, several = plan([1]), plan([2])
     assert alone.budget.block_time < RANK_BLOCK_S <= several.budget.block_time
@@ -166,7 +182,8 @@ def test_the_table8_report_shows_e_for_each_row_on_several_devices(tmp_path):
     suite = load_suite("ci-cpu")
     config = suite.settings[0].rows[0].config
     plan = make_plan(
-        [config], device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=[2], out=tmp_path / "x"
+        [config],
+        SweepOptions(device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=[2], out=tmp_path / "x"),
     )
     counted, rows = count(config), []
     for cell in plan.cells:
@@ -183,8 +200,10 @@ def test_the_table8_report_shows_e_for_each_row_on_several_devices(tmp_path):
 
 
 def test_a_plan_on_several_devices_keeps_one_device_and_shares_the_cores(tmp_path):
-    plan = make_plan([build_config("coatnet-0", image_size=64)], device=DeviceKind.CPU, modes=[Mode.TRAIN],
-                     batch_sizes=[2], devices=[2], out=tmp_path / "x.jsonl")  # fmt: skip
+    plan = make_plan(
+        [build_config("coatnet-0", image_size=64)],
+        SweepOptions(device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=[2], out=tmp_path / "x.jsonl"),
+    )
     assert sorted({c.devices for c in plan.cells}) == [1, 2]
     two = next(c for c in plan.cells if c.devices == 2)
     env = plan.env_of(two)

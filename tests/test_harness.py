@@ -7,7 +7,7 @@ from conftest import assert_one_line_error
 from coatbench.config import build_config
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, check_cell, measure
-from coatbench.options import Budget, DeviceKind, Dtype, Execution, Mode
+from coatbench.options import Budget, DeviceKind, Dtype, Execution, Mode, SweepOptions
 from coatbench.results import read_rows
 from coatbench.sweep import make_plan, run_sweep
 
@@ -77,7 +77,7 @@ def test_bad_cells_are_refused():
     # a captured eager step trains under DDP; a captured compiled one is one device's only, while
     # inference replicas may capture either (check_cell needs no GPU to say so)
     cuda, both = torch.device("cuda"), Execution.COMPILE_CUDA_GRAPHS
-    with pytest.raises(CoatbenchError, match="trains on one device only: drop one of them, or use --devices 1"):
+    with pytest.raises(CoatbenchError, match="trains on one device only: use compile or cuda-graphs, or --devices 1"):
         check_cell(Cell(TINY, Mode.TRAIN, 1, execution=both, devices=2), cuda)
     for cell in (Cell(TINY, Mode.TRAIN, 1, execution=Execution.CUDA_GRAPHS, devices=2),
                  Cell(TINY, Mode.INFER, 1, execution=both, devices=2)):  # fmt: skip
@@ -108,10 +108,12 @@ def test_folded_bn_computes_the_same_function():
 def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
     plan = make_plan(
         [TINY],
-        device=DeviceKind.CPU,
-        batch_sizes=[1],
-        executions=[Execution.EAGER, Execution.COMPILE_FOLDED_BN],
-        out=tmp_path / "r.jsonl",
+        SweepOptions(
+            device=DeviceKind.CPU,
+            batch_sizes=[1],
+            executions=[Execution.EAGER, Execution.COMPILE_FOLDED_BN],
+            out=tmp_path / "r.jsonl",
+        ),
     )
     cells = [(c.execution, c.mode) for c in plan.cells]
     assert cells == [
@@ -125,8 +127,19 @@ def test_folded_bn_sweep_leaves_out_training_and_says_so(tmp_path):
 def three_cells(tmp_path):
     """One round of TINY's inference at per-core 1, 2 and 3 (and the A/A copy of 3), saved to
     tmp_path/r.jsonl."""
-    return make_plan([TINY], device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2, 3], min_time=0.05,
-                     max_time=0.3, rounds=1, seed=0, out=tmp_path / "r.jsonl")  # fmt: skip
+    return make_plan(
+        [TINY],
+        SweepOptions(
+            device=DeviceKind.CPU,
+            modes=[Mode.INFER],
+            batch_sizes=[1, 2, 3],
+            min_time=0.05,
+            max_time=0.3,
+            rounds=1,
+            seed=0,
+            out=tmp_path / "r.jsonl",
+        ),
+    )
 
 
 def test_sweep_records_oom_and_goes_on(tmp_path):
@@ -163,11 +176,12 @@ def test_interrupted_sweep_keeps_finished_cells(tmp_path):
 
 
 def test_cpu_plan_says_what_it_scaled_down(tmp_path):
-    plan = make_plan([TINY], device=DeviceKind.CPU, out=tmp_path / "r.jsonl")
+    plan = make_plan([TINY], SweepOptions(device=DeviceKind.CPU, out=tmp_path / "r.jsonl"))
     assert {c.batch_size for c in plan.cells} == {1}
     assert any("batch sizes 32,64,128,256 -> 1 " in note for note in plan.scaled_down)
     explicit = make_plan(
-        [TINY], device=DeviceKind.CPU, batch_sizes=[4], dtype=Dtype.FP32, min_time=1, out=tmp_path / "r.jsonl"
+        [TINY],
+        SweepOptions(device=DeviceKind.CPU, batch_sizes=[4], dtype=Dtype.FP32, min_time=1, out=tmp_path / "r.jsonl"),
     )
     assert explicit.scaled_down == ()
 

@@ -229,8 +229,8 @@ def test_options_are_checked_before_torch_is_imported():
 
 def test_the_library_refuses_an_unwritable_out_too(tmp_path):
     from coatbench.config import build_config
-    from coatbench.options import DeviceKind
+    from coatbench.options import DeviceKind, SweepOptions
     from coatbench.sweep import make_plan
 
     with pytest.raises(CoatbenchError, match="cannot write"):
-        make_plan([build_config("coatnet-0")], device=DeviceKind.CPU, out=tmp_path)
+        make_plan([build_config("coatnet-0")], SweepOptions(device=DeviceKind.CPU, out=tmp_path))

@@ -14,7 +14,7 @@ from coatbench.accuracy import Accuracies, load
 from coatbench.config import build_config
 from coatbench.counting import ModelCount
 from coatbench.harness import Cell, Measurement
-from coatbench.options import Budget, DeviceKind, Dtype, Mode, Rounds
+from coatbench.options import Budget, DeviceKind, Dtype, Mode, Rounds, SweepOptions
 from coatbench.report import AAState, Word, build_reports, classify, pending
 from coatbench.results import Env, Status, Trial, read_rows
 from coatbench.rounds import aa_cells, schedule
@@ -265,14 +265,16 @@ def test_a_cell_whose_rounds_wander_is_marked_unstable(ci_suite):
 def test_a_sweep_runs_its_rounds_in_worker_processes(tmp_path):
     plan = make_plan(
         [TINY],
-        device=DeviceKind.CPU,
-        modes=[Mode.INFER],
-        batch_sizes=[1, 2],
-        rounds=Rounds(2),
-        seed=3,
-        min_time=0.05,
-        max_time=0.2,
-        out=tmp_path / "r.jsonl",
+        SweepOptions(
+            device=DeviceKind.CPU,
+            modes=[Mode.INFER],
+            batch_sizes=[1, 2],
+            rounds=Rounds(2),
+            seed=3,
+            min_time=0.05,
+            max_time=0.2,
+            out=tmp_path / "r.jsonl",
+        ),
     )
     result = run_sweep(plan)
     rows = read_rows(tmp_path / "r.jsonl")
@@ -337,12 +339,14 @@ def auto_plan(tmp_path, budget_s: float, resume=None):
     suite_file.write_text(AUTO_SUITE)
     _, plan = plan_suite(
         str(suite_file),
-        device=DeviceKind.CPU,
-        seed=4,
-        rounds=Rounds(3, auto=True),
-        time_budget_s=budget_s,
-        out=tmp_path / "auto.jsonl",
-        resume=resume,
+        SweepOptions(
+            device=DeviceKind.CPU,
+            seed=4,
+            rounds=Rounds(3, auto=True),
+            time_budget_s=budget_s,
+            out=tmp_path / "auto.jsonl",
+            resume=resume,
+        ),
     )
     return plan
 
@@ -400,12 +404,9 @@ def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_b
 
     plan = make_plan(
         [TINY, build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10, norm="ln")],
-        device=DeviceKind.CPU,
-        modes=[Mode.INFER],
-        batch_sizes=[1, 2],
-        rounds=3,
-        seed=1,
-        out=tmp_path / "oom.jsonl",
+        SweepOptions(
+            device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=3, seed=1, out=tmp_path / "oom.jsonl"
+        ),
     )
     rows = run_sweep(plan, measure_cell=measure_cell).rows
     at_2 = [(r.spec.network["norm"], r.status) for r in rows if r.spec.batch_per_core == 2]
@@ -416,12 +417,14 @@ def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_b
     configs = list(dict.fromkeys(c.config for c in plan.cells))
     again = make_plan(
         configs,
-        device=DeviceKind.CPU,
-        modes=[Mode.INFER],
-        batch_sizes=[1, 2],
-        rounds=4,
-        out=tmp_path / "x",
-        resume=tmp_path / "oom.jsonl",
+        SweepOptions(
+            device=DeviceKind.CPU,
+            modes=[Mode.INFER],
+            batch_sizes=[1, 2],
+            rounds=4,
+            out=tmp_path / "x",
+            resume=tmp_path / "oom.jsonl",
+        ),
     )
     assert again.slots and not any(s.cell.batch_size == 2 for s in again.slots if s.timed)
 
