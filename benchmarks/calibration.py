@@ -75,6 +75,8 @@ def main() -> int:
     suite_file.write_text(SUITE)
     suite = load_suite(str(suite_file))
     rows_file = Path(args.out).with_suffix(".jsonl") if args.out else work / "calibration.jsonl"
+    if rows_file.exists():  # the seeds repeat from 1: old rows of a seed would join its sweep
+        sys.exit(f"error: {rows_file} exists: remove it (git keeps the committed one) or give another --out")
     counts = {claim: collections.Counter() for claim in EXPECTED}
     lines, wrong, started = [], 0, time.monotonic()
     for seed in range(1, args.sweeps + 1):
