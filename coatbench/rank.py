@@ -13,11 +13,11 @@ import os
 import pickle
 import socket
 import sys
-import traceback
 from collections.abc import Iterator
 
 import torch.distributed as dist
 
+from coatbench.child import Ending, run_jobs
 from coatbench.distributed import RankOps, World, join, timing_group
 from coatbench.errors import CoatbenchError
 from coatbench.hardware import device_ops
@@ -27,6 +27,7 @@ from coatbench.results import Status
 
 TOKEN_ENV = "COATBENCH_RANKS_TOKEN"  # proves to the sweep that a connection is one of its ranks
 OUT_OF_MEMORY_EXIT = 3
+EXIT_CODES = {Ending.DONE: 0, Ending.ERROR: 2, Ending.CRASH: 1, Ending.STOPPED: 130}
 # A collective waits this long past a cell's timeout before it fails (a rank measuring alone,
 # or one that hung); below the sweep's own watchdog (`workers.HANG_GRACE_S`).
 COLLECTIVE_GRACE_S = 60.0
@@ -90,30 +91,21 @@ def _connect(port: int, token: str, rank: int) -> multiprocessing.connection.Con
 def main(jobs_file: str, port: str) -> int:
     with open(jobs_file, "rb") as f:
         jobs, device_type = pickle.load(f)
-    conn = _connect(int(port), os.environ.pop(TOKEN_ENV), int(os.environ["RANK"]))
-    index = -1
-    try:
+    this_rank = int(os.environ["RANK"])
+    conn = _connect(int(port), os.environ.pop(TOKEN_ENV), this_rank)
+
+    def measurer():  # joining the group is part of the loop: a failure there is reported alike
         world = join(device_type, timeout_s=max(budget.timeout for _, budget in jobs) + COLLECTIVE_GRACE_S)
         group = timing_group()
-        for index, (cell, budget) in enumerate(jobs):
-            if world.rank == 0:
-                conn.send(("start", index, None))
-            result = measure_on_ranks(cell, budget, world, group)
-            if result.status is Status.OOM:
-                conn.send(("oom", index, f"rank {world.rank}: {result.message}"))
-                conn.close()
-                os._exit(OUT_OF_MEMORY_EXIT)  # the others wait in a collective: torchrun ends them
-            if world.rank == 0:
-                conn.send(("done", index, result))
-    except CoatbenchError as error:
-        conn.send(("error", index, str(error)))
-        return 2
-    except Exception:
-        conn.send(("crash", index, traceback.format_exc()))
-        return 1
+        return lambda cell, budget: measure_on_ranks(cell, budget, world, group)
+
+    ending = run_jobs(conn, jobs, measurer, speaks=this_rank == 0, out_of_memory_ends=f"rank {this_rank}")
     conn.close()
-    dist.destroy_process_group()
-    return 0
+    if ending is Ending.OUT_OF_MEMORY:
+        os._exit(OUT_OF_MEMORY_EXIT)  # the others wait in a collective: torchrun ends them
+    if ending is Ending.DONE:
+        dist.destroy_process_group()
+    return EXIT_CODES[ending]
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from coatbench import rank
+from coatbench.child import Event, EventKind, Job, run_jobs
 from coatbench.distributed import REPLICAS, rank_summary, window_of
 from coatbench.errors import CoatbenchError
 from coatbench.harness import Cell, Measurement, measure
@@ -32,28 +32,15 @@ from coatbench.options import Budget, Mode
 from coatbench.results import Status
 from coatbench.xla import XlaOptions
 
-Job = tuple[Cell, Budget]
-
 
 def _measure_jobs(conn, jobs: Sequence[Job], device_type: str, threads: int | None = None) -> None:
-    """The worker: measure each job in turn, saying when it starts and what it measured (with
-    `threads` CPU threads where a CPU device is a share of the cores: `sweep.make_plan`)."""
+    """The worker: `child.run_jobs` on this device (with `threads` CPU threads where a CPU
+    device is a share of the cores: `sweep.make_plan`)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    index = -1
+    device = torch.device(device_type)
     try:
-        try:
-            for index, (cell, budget) in enumerate(jobs):
-                conn.send(("start", index, None))
-                conn.send(("done", index, measure(cell, torch.device(device_type), budget)))
-        except CoatbenchError as error:
-            conn.send(("error", index, str(error)))
-        except (KeyboardInterrupt, BrokenPipeError):
-            pass  # the sweep was interrupted or stopped listening: it says why itself
-        except BaseException:
-            conn.send(("crash", index, traceback.format_exc()))
-    except (BrokenPipeError, EOFError):
-        pass  # nobody is listening any more
+        run_jobs(conn, jobs, lambda: lambda cell, budget: measure(cell, device, budget))
     finally:
         conn.close()
 
@@ -79,17 +66,17 @@ def in_worker(
             worker = OneProcess(jobs[first:], device.type, target, () if threads is None else (threads,))
         running, ended = None, first
         try:
-            for kind, index, payload in worker.events():
-                if kind == "start":
-                    running = first + index
+            for event in worker.events():
+                if event.kind is EventKind.START:
+                    running = first + event.index
                     yield running, None
-                elif kind == "done":
-                    running, ended = None, first + index + 1
-                    yield first + index, payload
-                elif kind == "error":
-                    raise CoatbenchError(payload)
+                elif event.kind is EventKind.DONE:
+                    running, ended = None, first + event.index + 1
+                    yield first + event.index, event.measurement
+                elif event.kind is EventKind.ERROR:
+                    raise CoatbenchError(event.message)
                 else:
-                    raise RuntimeError(f"a worker process failed:\n{payload}")
+                    raise RuntimeError(f"a worker process failed:\n{event.message}")
         finally:
             worker.stop()
         if running is None and ended == first:
@@ -113,7 +100,7 @@ class Worker:
         self.lost: Measurement | None = None  # what a dying worker said of the job it was on
         self.hung = self.crashed = ""
 
-    def events(self) -> Iterator[tuple[str, int, object]]:
+    def events(self) -> Iterator[Event]:
         index, since = 0, time.monotonic()
         while self.connections:
             # twice the cell's timeout: the harness ends a slow cell itself at its timeout, but
@@ -126,18 +113,18 @@ class Worker:
                 return
             for connection in ready:
                 try:
-                    kind, index, payload = connection.recv()
+                    event = connection.recv()
                 except (EOFError, OSError):
                     self.connections.remove(connection)
                     self.closed(connection)
                     continue
-                since = time.monotonic()
-                if kind == "oom":
-                    self.lost = self.lost or Measurement(Status.OOM, message=payload)
-                elif kind == "crash" and not self.crash_stops_sweep:
-                    self.crashed = self.crashed or payload.strip().splitlines()[-1][:200]
+                since, index = time.monotonic(), event.index
+                if event.kind is EventKind.OOM:
+                    self.lost = self.lost or Measurement(Status.OOM, message=event.message)
+                elif event.kind is EventKind.CRASH and not self.crash_stops_sweep:
+                    self.crashed = self.crashed or event.message.strip().splitlines()[-1][:200]
                 else:
-                    yield kind, index, payload
+                    yield event
 
     def closed(self, connection) -> None:
         """A connection ended (its process exited or died)."""

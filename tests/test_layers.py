@@ -16,7 +16,7 @@ LAYERS = (
     ("__main__",),
     ("cli",),
     ("views",),
-    ("sweep", "rounds", "workers", "rank", "report", "compare", "ab"),
+    ("sweep", "rounds", "workers", "rank", "child", "report", "compare", "ab"),
     ("harness",),
     ("hardware", "distributed"),
     ("xla",),

@@ -11,6 +11,7 @@ import torch
 from scipy import stats as scipy_stats
 
 from coatbench.accuracy import Accuracies, load
+from coatbench.child import Event, EventKind
 from coatbench.config import build_config
 from coatbench.counting import ModelCount
 from coatbench.harness import Cell, Measurement
@@ -289,10 +290,10 @@ def test_a_sweep_runs_its_rounds_in_worker_processes(tmp_path):
 def die_on_second_job(conn, jobs, device_type):
     """A worker that dies while measuring its second job (once: the worker after it does not)."""
     for index in range(len(jobs)):
-        conn.send(("start", index, None))
+        conn.send(Event(EventKind.START, index))
         if index == 1 and len(jobs) == 3:
             os._exit(9)
-        conn.send(("done", index, Measurement(Status.OK, [float(index)])))
+        conn.send(Event(EventKind.DONE, index, Measurement(Status.OK, [float(index)])))
     conn.close()
 
 
