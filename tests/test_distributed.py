@@ -14,11 +14,11 @@ import pytest
 
 from coatbench.config import build_config
 from coatbench.counting import count
-from coatbench.harness import Cell, Measurement
+from coatbench.harness import Cell, Measurement, measure
 from coatbench.options import DeviceKind, Execution, Mode, SweepOptions
 from coatbench.report import SUPERLINEAR, scaling_of
 from coatbench.results import Status, Trial, read_rows
-from coatbench.sweep import launches, make_plan, make_row
+from coatbench.sweep import launches, make_plan, make_row, run_sweep
 from coatbench.views.report import scaling_text
 from tests.conftest import assert_one_line_error, fault_env
 
@@ -63,6 +63,32 @@ def test_two_ranks_give_a_row_with_every_rank_in_it_and_resume_measures_nothing_
     again = speed("--devices", "2", "--mode", "train", "--resume", str(out))
     assert again.returncode == 0, again.stderr
     assert len(read_rows(out)) == 4  # each device count twice (the A/A control): nothing new
+
+
+def _identity(row) -> tuple:
+    """What a row says of its cell and how it ended: all but the timings, the device count and
+    the distributed fields (a rank group's own)."""
+    spec = {k: v for k, v in row.spec.to_dict().items() if k not in ("devices", "global_batch", "parallel")}
+    return json.dumps(spec, sort_keys=True), row.status, row.model_size, row.replicate, bool(row.samples)
+
+
+def test_one_plan_gives_the_same_rows_inline_in_a_worker_and_on_two_ranks(tmp_path):
+    """The launchers share one protocol: the same two cells (train and infer) measured in this
+    process, in a worker process and by a group of 2 gloo ranks give the same rows."""
+
+    def plan(devices: list[int], name: str):
+        asked = SweepOptions(device=DeviceKind.CPU, batch_sizes=[2], devices=devices, rounds=1, seed=5,
+                             min_time=0.05, max_time=0.2, out=tmp_path / f"{name}.jsonl")  # fmt: skip
+        return make_plan([build_config("coatnet-0", image_size=64)], asked)
+
+    inline = run_sweep(plan([1], "inline"), measure_cell=measure).rows
+    worker = run_sweep(plan([1], "worker")).rows
+    group = [r for r in run_sweep(plan([2], "ranks")).rows if r.spec.devices == 2]
+    assert len(inline) == len(worker) == len(group) == 4  # train and infer, each with its A/A copy
+    assert all(r.status is Status.OK for r in inline + worker + group)
+    assert sorted(map(_identity, inline)) == sorted(map(_identity, worker)) == sorted(map(_identity, group))
+    assert all(r.distributed is None for r in inline + worker)
+    assert all(r.distributed.world_size == 2 for r in group)
 
 
 def test_a_rank_slowed_down_shows_as_a_straggler(tmp_path):
