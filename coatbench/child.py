@@ -7,7 +7,7 @@ each starts and what it measured.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -46,29 +46,40 @@ class Ending(Enum):
     STOPPED = "stopped"  # interrupted, or the sweep stopped listening
 
 
+def job_events(
+    jobs: Sequence[Job], measure_job: MeasureJob, speaks: bool = True, out_of_memory_ends: str | None = None
+) -> Iterator[Event]:
+    """The loop over `jobs`, measured in turn by `measure_job`: a START and a DONE event for each,
+    where this process `speaks` (rank 0 of a group: every rank measures, one reports). With
+    `out_of_memory_ends` (a rank's name), a job out of memory is an OOM event that ends the loop:
+    the other ranks would wait for this one in a collective. The sweep reads these events from
+    every launcher: in its own process, from a worker process, from a group of ranks."""
+    for index, (cell, budget) in enumerate(jobs):
+        if speaks:
+            yield Event(EventKind.START, index)
+        result = measure_job(cell, budget)
+        if out_of_memory_ends is not None and result.status is Status.OOM:
+            yield Event(EventKind.OOM, index, message=f"{out_of_memory_ends}: {result.message}")
+            return
+        if speaks:
+            yield Event(EventKind.DONE, index, result)
+
+
 def run_jobs(
     conn, jobs: Sequence[Job], measurer: Callable[[], MeasureJob], speaks: bool = True,
     out_of_memory_ends: str | None = None,
 ) -> Ending:  # fmt: skip
-    """Measure `jobs` in turn with what `measurer` gives (called once: a rank joins its group
-    there, so that a failure to join is reported as any other), sending `Event`s on `conn`:
-    START and DONE only
-    where this child `speaks` (rank 0 of a group: every rank measures, one reports), ERROR and
-    CRASH from any. With `out_of_memory_ends` (a rank's name), a job out of memory is an OOM
-    event and ends the loop: the other ranks would wait for this one in a collective."""
+    """A child process's side: `job_events`, sent on `conn`, with what `measurer` gives (called
+    once: a rank joins its group there, so that a failure to join is reported as any other); an
+    error becomes an ERROR event (a CoatbenchError) or a CRASH (any other exception)."""
     index = -1
     try:
         try:
-            measure_job = measurer()
-            for index, (cell, budget) in enumerate(jobs):
-                if speaks:
-                    conn.send(Event(EventKind.START, index))
-                result = measure_job(cell, budget)
-                if out_of_memory_ends is not None and result.status is Status.OOM:
-                    conn.send(Event(EventKind.OOM, index, message=f"{out_of_memory_ends}: {result.message}"))
+            for event in job_events(jobs, measurer(), speaks, out_of_memory_ends):
+                index = event.index
+                conn.send(event)
+                if event.kind is EventKind.OOM:
                     return Ending.OUT_OF_MEMORY
-                if speaks:
-                    conn.send(Event(EventKind.DONE, index, result))
         except CoatbenchError as error:
             conn.send(Event(EventKind.ERROR, index, message=str(error)))
             return Ending.ERROR

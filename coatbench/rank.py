@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch.distributed as dist
 
-from coatbench.child import Ending, run_jobs
+from coatbench.child import Ending, Event, job_events, run_jobs
 from coatbench.distributed import RankOps, World, join, timing_group
 from coatbench.errors import CoatbenchError
 from coatbench.hardware import device_ops
@@ -64,22 +64,22 @@ class Ranks:
         dist.broadcast_object_list(shared, src=0, group=self.group)
         return shared[0]
 
-    def measure(self, jobs) -> Iterator[tuple[int, Measurement | None]]:
-        """`workers.in_worker`'s protocol on this rank (the measurements are rank 0's)."""
-        for index, (cell, budget) in enumerate(jobs):
-            yield index, None
-            if cell.devices == 1:  # rank 0 alone; the others wait for its result
-                shared = [measure(cell, self.world.device, budget) if self.speaks else None]
-                dist.broadcast_object_list(shared, src=0, group=self.group)
-                result = shared[0]
-            else:
-                result = measure_on_ranks(cell, budget, self.world, self.group)
-                if result.status is Status.OOM:  # the other ranks would wait for it in a collective
-                    raise CoatbenchError(
-                        f"rank {self.world.rank} ran out of memory ({result.message}): under torchrun that ends "
-                        "the run (the rows measured before it are saved); coatbench --devices N goes on instead"
-                    )
-            yield index, result
+    def measure(self, jobs) -> Iterator[Event]:
+        """`child.job_events` on this rank, every rank's alike (the measurements are rank 0's)."""
+        return job_events(jobs, self._measure_job)
+
+    def _measure_job(self, cell: Cell, budget: Budget) -> Measurement:
+        if cell.devices == 1:  # rank 0 alone; the others wait for its result
+            shared = [measure(cell, self.world.device, budget) if self.speaks else None]
+            dist.broadcast_object_list(shared, src=0, group=self.group)
+            return shared[0]
+        result = measure_on_ranks(cell, budget, self.world, self.group)
+        if result.status is Status.OOM:  # the other ranks would wait for it in a collective
+            raise CoatbenchError(
+                f"rank {self.world.rank} ran out of memory ({result.message}): under torchrun that ends "
+                "the run (the rows measured before it are saved); coatbench --devices N goes on instead"
+            )
+        return result
 
 
 def _connect(port: int, token: str, rank: int) -> multiprocessing.connection.Connection:

@@ -11,7 +11,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from coatbench.accuracy import Accuracies
+from coatbench.child import EventKind, job_events
 from coatbench.config import CoAtNetConfig
 from coatbench.counting import ModelCount, count
 from coatbench.distributed import RANK_BLOCK_S, threads_per_rank
@@ -59,7 +60,7 @@ from coatbench.results import (
 )
 from coatbench.rounds import WARMUP_POSITION, Slot, moved_copy, round_slots, schedule
 from coatbench.suite import Suite, load_suite
-from coatbench.workers import Job, in_worker, measure_on_all_cores, xla_topology
+from coatbench.workers import in_worker, measure_on_all_cores, xla_topology
 from coatbench.xla import XlaOptions
 
 GPU_BATCH_SIZES = (32, 64, 128, 256)
@@ -424,15 +425,6 @@ class SweepResult:
 MeasureCell = Callable[[Cell, torch.device, Budget], Measurement]
 
 
-def _inline(
-    jobs: Sequence[Job], device: torch.device, measure_cell: MeasureCell
-) -> Iterator[tuple[int, Measurement | None]]:
-    """`workers.in_worker`'s protocol, in this process (one device)."""
-    for index, (cell, budget) in enumerate(jobs):
-        yield index, None
-        yield index, measure_cell(cell, device, budget)
-
-
 @dataclass
 class _Costs:
     """What the slots of this sweep took, for the cost of a round to come: each slot's wall seconds
@@ -533,12 +525,13 @@ class _Sweeping:
         elif self.measure_cell is None:
             events = in_worker(jobs, plan.device, devices=launch[0].cell.devices, threads=plan.threads)
         else:
-            events = _inline(jobs, plan.device, self.measure_cell)
+            events = job_events(jobs, lambda cell, budget: self.measure_cell(cell, plan.device, budget))
         opened = since = time.monotonic()
         try:
-            for index, measured in events:
+            for event in events:
+                index, measured = event.index, event.measurement
                 slot = launch[index]
-                if measured is None:
+                if event.kind is EventKind.START:
                     since = time.monotonic()
                     if slot.timed and (ranks is None or ranks.speaks):
                         self.progress.on_start(self.timed, slot.cell)

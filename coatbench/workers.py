@@ -51,10 +51,10 @@ HANG_GRACE_S = 120.0
 
 def in_worker(
     jobs: Sequence[Job], device: torch.device, target=_measure_jobs, devices: int = 1, threads: int | None = None
-) -> Iterator[tuple[int, Measurement | None]]:
+) -> Iterator[Event]:
     """Measure `jobs` in order in fresh worker processes: one process, or with `devices` > 1 a
-    group of that many ranks started by torchrun (`RankGroup`). Yields (index, None) when a job
-    starts and (index, its measurement) when it ends. A worker that dies or hangs takes only
+    group of that many ranks started by torchrun (`RankGroup`). Yields `child.job_events`'
+    START and DONE events, indexed in `jobs`. A worker that dies or hangs takes only
     the job it was measuring, which ends `failed` (`oom` where a rank ran out of memory); the
     jobs after it start again in new workers. (`target` is what a one-process worker runs: a
     test gives one that dies.)"""
@@ -69,10 +69,10 @@ def in_worker(
             for event in worker.events():
                 if event.kind is EventKind.START:
                     running = first + event.index
-                    yield running, None
+                    yield Event(EventKind.START, running)
                 elif event.kind is EventKind.DONE:
                     running, ended = None, first + event.index + 1
-                    yield first + event.index, event.measurement
+                    yield Event(EventKind.DONE, first + event.index, event.measurement)
                 elif event.kind is EventKind.ERROR:
                     raise CoatbenchError(event.message)
                 else:
@@ -82,7 +82,8 @@ def in_worker(
         if running is None and ended == first:
             raise CoatbenchError(f"{worker.name} ended ({worker.why_ended()}) before measuring anything")
         if running is not None:
-            yield running, worker.lost or Measurement(Status.FAILED, message=f"{worker.name}: {worker.why_ended()}")
+            lost = worker.lost or Measurement(Status.FAILED, message=f"{worker.name}: {worker.why_ended()}")
+            yield Event(EventKind.DONE, running, lost)
             ended = running + 1
         first = ended
 

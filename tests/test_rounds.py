@@ -299,7 +299,8 @@ def die_on_second_job(conn, jobs, device_type):
 
 def test_a_dead_worker_fails_only_the_job_it_was_measuring():
     jobs = [(Cell(TINY, Mode.INFER, 1), Budget())] * 3
-    events = [(i, m) for i, m in in_worker(jobs, torch.device("cpu"), target=die_on_second_job) if m is not None]
+    found = in_worker(jobs, torch.device("cpu"), target=die_on_second_job)
+    events = [(e.index, e.measurement) for e in found if e.kind is EventKind.DONE]
     assert [(i, m.status) for i, m in events] == [(0, Status.OK), (1, Status.FAILED), (2, Status.OK)]
     assert "exit code 9" in events[1][1].message
 
