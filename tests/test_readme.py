@@ -31,3 +31,10 @@ def test_the_readme_claims_table_is_the_committed_reports():
     table = [cells(line) for line in readme.split("| claim |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]]
     report = {cells(line) for line in (ROOT / "results" / "h200" / "table8.md").read_text().splitlines()}
     assert len(table) == 6 and all(row in report for row in table)
+
+
+def test_the_readme_stays_a_readme():
+    """Commands, method and promises in 200 lines at most: measurement notes and their
+    histories belong in results/<machine>/README.md."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines: move notes to results/<machine>/README.md"
