@@ -274,6 +274,22 @@ class _XlaJob:
     out_dir: str
 
 
+@dataclass(frozen=True)
+class _CoreResult:
+    """What the worker of one XLA core measured, for `_together`."""
+
+    measurement: Measurement
+    blocks: list[tuple[float, float]]  # each timed block's (start, end), this core's clock
+    who: tuple[str, str, int | None]  # host, device name, peak memory (`distributed.rank_summary`)
+    parallel: str  # how the cores' training shares gradients, or REPLICAS
+
+
+@dataclass(frozen=True)
+class _Topology:
+    cores: int
+    device_name: str
+
+
 def _xla_worker(index: int, job: _XlaJob) -> None:
     import torch_xla
     import torch_xla.runtime as xr
@@ -282,7 +298,7 @@ def _xla_worker(index: int, job: _XlaJob) -> None:
     from coatbench.xla import XlaOps, platform
 
     if job.cell is None:
-        result = (xr.world_size(), xla_device_name(platform()))
+        result = _Topology(xr.world_size(), xla_device_name(platform()))
     else:
         if job.options.cache_dir:
             xr.initialize_cache(job.options.cache_dir, readonly=False)
@@ -291,7 +307,8 @@ def _xla_worker(index: int, job: _XlaJob) -> None:
         allreduce = "gradients all-reduced by xm.optimizer_step" if ops.gradient_allreduce else (
             "each core on its own gradients (the XLA CPU backend)")  # fmt: skip
         parallel = allreduce if job.cell.mode is Mode.TRAIN else REPLICAS
-        result = (found, ops.blocks, (socket.gethostname(), xla_device_name(platform()), None), parallel)
+        who = (socket.gethostname(), xla_device_name(platform()), None)
+        result = _CoreResult(found, ops.blocks, who, parallel)
     if job.cell is not None or xr.global_ordinal() == 0:
         with open(os.path.join(job.out_dir, f"rank{xr.global_ordinal()}.pkl"), "wb") as f:
             pickle.dump(result, f)
@@ -322,12 +339,12 @@ def _launch(cell: Cell | None, budget: Budget, options: XlaOptions):
         return found[0] if cell is None else _together(cell, found)
 
 
-def _together(cell: Cell, ranks: list[tuple]) -> Measurement:
+def _together(cell: Cell, ranks: list[_CoreResult]) -> Measurement:
     """Rank 0's measurement, with each timed block taken over all cores: the cores step in lock
     step, so block i of every core is one block of all, from the earliest start to the latest
     end (`distributed.window_of`), as on several ranks of torch.distributed."""
-    result = ranks[0][0]
-    blocks = [rank_blocks for _, rank_blocks, _, _ in ranks]
+    result = ranks[0].measurement
+    blocks = [core.blocks for core in ranks]
     if result.status is not Status.OK or len({len(b) for b in blocks}) != 1:
         return result  # not measured, or a core's result is missing blocks: rank 0's own figure
     images = cell.batch_size * result.block_steps
@@ -335,8 +352,8 @@ def _together(cell: Cell, ranks: list[tuple]) -> Measurement:
     result.samples = [images / window_of([b[i][0] for b in blocks], [b[i][1] for b in blocks]) for i in range(count)]
     seconds = [[b[i][1] - b[i][0] for b in blocks] for i in range(count)]
     result.distributed = rank_summary(
-        seconds, images, [who for _, _, who, _ in ranks], world_size=len(ranks), backend="xla", nodes=1,
-        parallel=ranks[0][3],
+        seconds, images, [core.who for core in ranks], world_size=len(ranks), backend="xla", nodes=1,
+        parallel=ranks[0].parallel,
     )  # fmt: skip
     return result
 
@@ -347,7 +364,7 @@ def xla_topology() -> tuple[int, str]:
     found = _launch(None, Budget(), XlaOptions())
     if isinstance(found, str):
         raise CoatbenchError(f"cannot start the XLA workers: {found}")
-    return found
+    return found.cores, found.device_name
 
 
 def measure_on_all_cores(cell: Cell, budget: Budget, options: XlaOptions) -> Measurement:
