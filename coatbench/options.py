@@ -138,9 +138,9 @@ MIN_ROUNDS = 3
 
 # `--budget` defaults: seconds of a sweep's wall time within which rounds are added after the
 # minimum, per device kind. On a CPU a quick start (install and default table8) should end within
-# 10 minutes (results/cpu/README.md); on a GPU 128 of the 132 measurements of the default
-# table8's three rounds took 9.1 minutes on one H200 (results/h200/README.md), which leaves room
-# for more; a TPU is untested.
+# 10 minutes (results/cpu/README.md); on a GPU the default table8's first three rounds fit well
+# inside it on one H200 (results/h200/README.md: its first sitting), which leaves room for more;
+# a TPU is untested.
 DEFAULT_BUDGET_S = {"cpu": 8 * 60.0, "cuda": 20 * 60.0, "xla": 30 * 60.0}
 # `ab` adds rounds (each both revisions' whole suite) within this (benchmarks/guard_check.py)
 AB_BUDGET_S = 14 * 60.0
