@@ -170,7 +170,7 @@ def faults(tmp: Path) -> list[tuple[str, str, bool]]:
 def main() -> None:
     import torch
 
-    from coatbench.machine import cpu_model, git_sha
+    from coatbench.measure.machine import cpu_model, git_sha
 
     print(f"# Bad input and faults: `python benchmarks/bad_inputs.py`\n\n{cpu_model()}, torch {torch.__version__}, "
           f"coatbench {git_sha()}\n")  # fmt: skip

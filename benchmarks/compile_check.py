@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from coatbench.config import build_config
 from coatbench.files import write_atomically
-from coatbench.harness import compile_regions
+from coatbench.measure.harness import compile_regions
 from coatbench.model import build_model
 
 VARIANTS = {

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from coatbench.config import build_config
-from coatbench.harness import compile_regions
+from coatbench.measure.harness import compile_regions
 from coatbench.model import build_model
 
 

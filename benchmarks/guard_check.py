@@ -49,10 +49,10 @@ def scratch_repo(where: Path, slowdown: float) -> Path:
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "A")
-    harness = repo / "coatbench" / "harness.py"
+    harness = repo / "coatbench" / "measure" / "harness.py"
     source = harness.read_text()
     if source.count(ANCHOR) != 1:
-        sys.exit(f"guard_check: {ANCHOR.strip()!r} is not once in coatbench/harness.py; update ANCHOR/INJECTED")
+        sys.exit(f"guard_check: {ANCHOR.strip()!r} is not once in coatbench/measure/harness.py; update ANCHOR/INJECTED")
     harness.write_text(source.replace(ANCHOR, INJECTED.format(longer=slowdown / (1 - slowdown))))
     git("commit", "-qam", f"B: throughput -{slowdown:.0%}")
     return repo
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from coatbench.machine import cpu_model, git_sha
+    from coatbench.measure.machine import cpu_model, git_sha
 
     print(
         f"# Throughput guard check: `python benchmarks/guard_check.py --slowdown {args.slowdown:g} --rounds "

@@ -20,10 +20,10 @@ import statistics
 import torch
 
 from coatbench.config import build_config
-from coatbench.harness import Cell, measure
-from coatbench.machine import device_name, git_sha
-from coatbench.options import Budget, Dtype, Execution, Mode
+from coatbench.measure.harness import Cell, measure
+from coatbench.measure.machine import device_name, git_sha
 from coatbench.results import HOST_BOUND_QUEUE, HostTiming
+from coatbench.settings import Budget, Dtype, Execution, Mode
 
 BUDGET = Budget(min_time=1.0, max_time=3.0)
 

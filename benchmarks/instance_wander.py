@@ -24,9 +24,9 @@ def main() -> None:
     import torch
 
     from coatbench.config import build_config
-    from coatbench.harness import Cell, build_step
-    from coatbench.machine import cpu_model, git_sha
-    from coatbench.options import Dtype, Mode
+    from coatbench.measure.harness import Cell, build_step
+    from coatbench.measure.machine import cpu_model, git_sha
+    from coatbench.settings import Dtype, Mode
 
     def rate(step) -> float:
         seconds = []

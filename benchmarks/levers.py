@@ -17,10 +17,10 @@ from collections.abc import Callable
 import torch
 
 from coatbench.config import build_config
-from coatbench.harness import Cell, compile_frozen, compile_regions, measure
-from coatbench.machine import device_name
+from coatbench.measure.harness import Cell, compile_frozen, compile_regions, measure
+from coatbench.measure.machine import device_name
 from coatbench.model import CoAtNet, build_model
-from coatbench.options import Budget, Dtype, Execution, Mode
+from coatbench.settings import Budget, Dtype, Execution, Mode
 
 
 def regional(model: CoAtNet) -> CoAtNet:

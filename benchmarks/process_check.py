@@ -62,8 +62,8 @@ def processes(args: argparse.Namespace, device) -> None:
 
 def memory(args: argparse.Namespace, device) -> None:
     from coatbench.config import build_config
-    from coatbench.harness import Cell, measure
-    from coatbench.options import Budget, Dtype, Execution, Mode
+    from coatbench.measure.harness import Cell, measure
+    from coatbench.settings import Budget, Dtype, Execution, Mode
 
     print(f"## Peak memory by execution mode: `{' '.join(sys.argv)}`\n")
     executions = [Execution.EAGER, Execution.COMPILE]
@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from coatbench.machine import device_name, git_sha
+    from coatbench.measure.machine import device_name, git_sha
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"# Process and memory check: {device_name(device)}, torch {torch.__version__}, "

@@ -10,8 +10,8 @@ import argparse
 import torch
 
 from coatbench.config import build_config
-from coatbench.harness import Cell, build_step
-from coatbench.options import Dtype, Execution, Mode
+from coatbench.measure.harness import Cell, build_step
+from coatbench.settings import Dtype, Execution, Mode
 
 # Kernel-name fragments -> what the kernel does, first match wins.
 CATEGORIES = [

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from coatbench.machine import cpu_model, git_sha
+from coatbench.measure.machine import cpu_model, git_sha
 from coatbench.results import read_rows, run_key
 from coatbench.views.console import cell_label
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from scipy.stats import gmean
 
-from coatbench.machine import git_sha
+from coatbench.measure.machine import git_sha
 
 PARTS = {"eager": ([32, 128], False, 2), "compiled": ([32, 128], True, 2)}  # batches, compile, rounds
 

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from coatbench.config import build_config
-from coatbench.harness import Cell, measure
-from coatbench.machine import device_name
+from coatbench.measure.harness import Cell, measure
+from coatbench.measure.machine import device_name
 from coatbench.model import build_model
-from coatbench.options import Budget, Dtype, Mode
+from coatbench.settings import Budget, Dtype, Mode
 
 
 def plain_event_loop(model, mode: str, batch: int, image_size: int, steps: int = 30, repeats: int = 5) -> float:

@@ -73,9 +73,9 @@ def measure_cell(implementation: str, n: int, mode: str, batch: int, execution: 
     import torch
 
     from coatbench.config import build_config
-    from coatbench.harness import Cell, compile_regions, measure
-    from coatbench.machine import fingerprint, peak_tflops
-    from coatbench.options import Budget, Dtype, Execution, Mode
+    from coatbench.measure.harness import Cell, compile_regions, measure
+    from coatbench.measure.machine import fingerprint, peak_tflops
+    from coatbench.settings import Budget, Dtype, Execution, Mode
     from coatbench.stats import summarize
 
     model = build(implementation, n, execution, device)

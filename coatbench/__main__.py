@@ -1,3 +1,3 @@
-from coatbench.cli import main
+from coatbench.cli.commands import main
 
 main()

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from coatbench.compare import Comparison, Outcome, judge
 from coatbench.errors import CoatbenchError
-from coatbench.options import Rounds
 from coatbench.results import Row, read_rows
+from coatbench.settings import Rounds
 
 
 def _git(*args: str, cwd: Path) -> str:

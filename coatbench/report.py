@@ -12,7 +12,7 @@ speed-up lies against the claimed range R = [min, max] (`classify`), an interval
 the confidence of its look, so that 95% holds over every look a sweep takes (`stats.look`,
 97.5% at a sweep's first rounds, 98.75% at twice as many, ...); an interval that straddles
 a boundary of R or 0 is `unresolved`, with the rounds that would resolve it. A cell's A/A
-control (the baseline measured twice a round, `rounds.aa_cells`) that shows an order effect
+control (the baseline measured twice a round, `run.schedule.aa_cells`) that shows an order effect
 makes inconclusive the verdicts it covers, and only those.
 """
 

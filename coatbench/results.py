@@ -224,7 +224,7 @@ class Trial:
     position: int  # 0-based place in the round's order (the untimed warm-up copy is not counted)
     process: int  # the worker process that ran the round
     # 1: the A/A control, the same cell measured a second time in the round at a place of its own
-    # (`rounds.schedule`); its change against replicate 0 is a variant's that cannot differ.
+    # (`run.schedule.schedule`); its change against replicate 0 is a variant's that cannot differ.
     replicate: int = 0
 
 

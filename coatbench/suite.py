@@ -21,7 +21,7 @@ from pathlib import Path
 
 from coatbench.config import ABLATIONS, CoAtNetConfig, build_config, variant_name
 from coatbench.errors import CoatbenchError
-from coatbench.options import Mode
+from coatbench.settings import Mode
 
 if sys.version_info >= (3, 11):
     import tomllib

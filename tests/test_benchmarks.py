@@ -26,7 +26,7 @@ def test_guard_check_anchor_is_in_the_harness_once():
     """guard_check injects its slowdown at the end of harness.build_step: an edit that drops the
     line would leave the benchmark unable to run."""
     anchor = load("guard_check").ANCHOR
-    source = (BENCHMARKS.parent / "coatbench" / "harness.py").read_text()
+    source = (BENCHMARKS.parent / "coatbench" / "measure" / "harness.py").read_text()
     assert source.count(anchor) == 1
 
 

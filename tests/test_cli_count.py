@@ -99,7 +99,7 @@ def test_help_does_not_import_torch():
 
     code = (
         "import sys; sys.argv=['coatbench','--help'];\n"
-        "try:\n from coatbench.cli import main; main()\nexcept SystemExit: pass\n"
+        "try:\n from coatbench.cli.commands import main; main()\nexcept SystemExit: pass\n"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -112,7 +112,7 @@ def test_help_shows_every_default(cli, command):
     suite say it in words (Default: ...). A lost default fails here."""
     import typer
 
-    from coatbench.cli import app
+    from coatbench.cli.commands import app
 
     params = [p for p in typer.main.get_command(app).commands[command].params if p.param_type_name == "option"]
     text = " ".join(cli(command, "-h", env_columns=400).stdout.split())

@@ -11,14 +11,17 @@ import sys
 import time
 
 import pytest
+import torch
 
 from coatbench.config import build_config
 from coatbench.counting import count
-from coatbench.harness import Cell, Measurement, measure
-from coatbench.options import DeviceKind, Execution, Mode, SweepOptions
+from coatbench.measure.harness import Cell, Measurement, measure
 from coatbench.report import SUPERLINEAR, scaling_of
 from coatbench.results import Status, Trial, read_rows
-from coatbench.sweep import launches, make_plan, make_row, run_sweep
+from coatbench.run.launch import Inline
+from coatbench.run.plan import make_plan
+from coatbench.run.sweep import launches, make_row, run_sweep
+from coatbench.settings import DeviceKind, Execution, Mode, Rounds, SweepOptions
 from coatbench.views.report import scaling_text
 from tests.conftest import assert_one_line_error, fault_env
 
@@ -77,11 +80,13 @@ def test_one_plan_gives_the_same_rows_inline_in_a_worker_and_on_two_ranks(tmp_pa
     process, in a worker process and by a group of 2 gloo ranks give the same rows."""
 
     def plan(devices: list[int], name: str):
-        asked = SweepOptions(device=DeviceKind.CPU, batch_sizes=[2], devices=devices, rounds=1, seed=5,
+        asked = SweepOptions(device=DeviceKind.CPU, batch_sizes=[2], devices=devices, rounds=Rounds(1), seed=5,
                              min_time=0.05, max_time=0.2, out=tmp_path / f"{name}.jsonl")  # fmt: skip
         return make_plan([build_config("coatnet-0", image_size=64)], asked)
 
-    inline = run_sweep(plan([1], "inline"), measure_cell=measure).rows
+    inline = run_sweep(
+        plan([1], "inline"), launcher=Inline(lambda cell, budget: measure(cell, torch.device("cpu"), budget))
+    ).rows
     worker = run_sweep(plan([1], "worker")).rows
     group = [r for r in run_sweep(plan([2], "ranks")).rows if r.spec.devices == 2]
     assert len(inline) == len(worker) == len(group) == 4  # train and infer, each with its A/A copy
@@ -133,7 +138,7 @@ def test_each_launch_opens_with_an_untimed_copy_of_its_first_cell(tmp_path):
             modes=[Mode.TRAIN],
             batch_sizes=[2],
             devices=[2],
-            rounds=2,
+            rounds=Rounds(2),
             seed=3,
             out=tmp_path / "x.jsonl",
         ),
@@ -184,7 +189,7 @@ def test_scaling_efficiency_pairs_the_rounds_and_flags_what_cannot_be(tmp_path):
 
 def test_one_device_cells_of_a_sweep_on_several_devices_are_timed_in_blocks_as_long_as_the_ranks(tmp_path):
     """X_1 and X_N in blocks alike: a short block reads slow by the launch latency at its start."""
-    from coatbench.distributed import RANK_BLOCK_S
+    from coatbench.measure.distributed import RANK_BLOCK_S
 
     def plan(devices):
         return make_plan(
@@ -284,9 +289,9 @@ def test_ctrl_c_during_a_group_of_ranks_keeps_the_rows_and_leaves_no_rank_runnin
     sweep = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while not _tagged(tag, "coatbench.rank") and time.monotonic() < deadline and sweep.poll() is None:
+    while not _tagged(tag, "torch.distributed.run") and time.monotonic() < deadline and sweep.poll() is None:
         time.sleep(0.2)
-    assert _tagged(tag, "coatbench.rank"), "no group of ranks started"
+    assert _tagged(tag, "torch.distributed.run"), "no group of ranks started"
     time.sleep(2)  # the ranks are measuring
     os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C: the sweep's process group, not torchrun's
     _, stderr = sweep.communicate(timeout=180)

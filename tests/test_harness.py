@@ -6,10 +6,12 @@ from conftest import assert_one_line_error
 
 from coatbench.config import build_config
 from coatbench.errors import CoatbenchError
-from coatbench.harness import Cell, check_cell, measure
-from coatbench.options import Budget, DeviceKind, Dtype, Execution, Mode, SweepOptions
+from coatbench.measure.harness import Cell, check_cell, measure
 from coatbench.results import read_rows
-from coatbench.sweep import make_plan, run_sweep
+from coatbench.run.launch import Inline
+from coatbench.run.plan import make_plan
+from coatbench.run.sweep import run_sweep
+from coatbench.settings import Budget, DeviceKind, Dtype, Execution, Mode, Rounds, SweepOptions
 
 CPU = torch.device("cpu")
 FAST = Budget(min_time=0.05, max_time=0.5, block_time=0.0, max_warmup_time=1.0, min_samples=3)
@@ -88,7 +90,7 @@ def test_bad_cells_are_refused():
 
 def test_folded_bn_computes_the_same_function():
     """compile-folded-bn folds BatchNorm into the convs: same logits as the eager model."""
-    from coatbench.harness import compile_frozen
+    from coatbench.measure.harness import compile_frozen
     from coatbench.model import build_model
 
     torch.manual_seed(0)
@@ -137,7 +139,7 @@ def three_cells(tmp_path):
             batch_sizes=[1, 2, 3],
             min_time=0.05,
             max_time=0.3,
-            rounds=1,
+            rounds=Rounds(1),
             seed=0,
             out=tmp_path / "r.jsonl",
         ),
@@ -147,14 +149,14 @@ def three_cells(tmp_path):
 def test_sweep_records_oom_and_goes_on(tmp_path):
     plan = three_cells(tmp_path)
 
-    def measure_with_fault(cell, device, budget):
+    def measure_with_fault(cell, budget):
         def fault(step):
             if cell.batch_size == 2:
                 raise torch.OutOfMemoryError("injected")
 
-        return measure(cell, device, budget, before_step=fault)
+        return measure(cell, torch.device("cpu"), budget, before_step=fault)
 
-    result = run_sweep(plan, measure_cell=measure_with_fault)
+    result = run_sweep(plan, launcher=Inline(measure_with_fault))
     assert {r.spec.batch_per_core: r.status for r in result.rows} == {1: "ok", 2: "oom", 3: "ok"}
     assert len(result.rows) == 4  # per-core 3 twice: the A/A copy
     saved = read_rows(tmp_path / "r.jsonl")
@@ -165,12 +167,12 @@ def test_sweep_records_oom_and_goes_on(tmp_path):
 def test_interrupted_sweep_keeps_finished_cells(tmp_path):
     plan = three_cells(tmp_path)
 
-    def interrupt_third(cell, device, budget):
+    def interrupt_third(cell, budget):
         if cell.batch_size == 3:
             raise KeyboardInterrupt
-        return measure(cell, device, budget)
+        return measure(cell, torch.device("cpu"), budget)
 
-    result = run_sweep(plan, measure_cell=interrupt_third)
+    result = run_sweep(plan, launcher=Inline(interrupt_third))
     assert result.interrupted
     order = [s.cell.batch_size for s in plan.slots if s.timed]
     saved = [r.spec.batch_per_core for r in read_rows(tmp_path / "r.jsonl")]
@@ -285,7 +287,7 @@ def test_speed_bad_input(cli, tmp_path, args, needles):
 
 
 def test_torch_xla_pairing_is_checked():
-    from coatbench.xla import check_pair
+    from coatbench.measure.xla import check_pair
 
     check_pair("2.9.0+cu128", "2.9.0")
     with pytest.raises(CoatbenchError, match=r"torch_xla 2\.9\.0 does not run on torch 2\.13\.0"):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from coatbench.machine import TPU_PEAKS, peak_tflops, xla_device_name
+from coatbench.measure.machine import TPU_PEAKS, peak_tflops, xla_device_name
 from coatbench.results import Compute
 
 

@@ -46,7 +46,7 @@ def test_two_processes_appending_to_one_file_keep_every_row(tmp_path):
 def test_an_unwritable_out_is_refused_before_torch_is_even_imported(tmp_path):
     """Refused before anything is measured: the check runs before torch is imported, so with torch
     blocked the answer is still the one-line error."""
-    command = "import sys; sys.argv = ['coatbench', *sys.argv[1:]]\nfrom coatbench.cli import main; main()"
+    command = "import sys; sys.argv = ['coatbench', *sys.argv[1:]]\nfrom coatbench.cli.commands import main; main()"
     for out in ("/proc/coatbench.jsonl", str(tmp_path)):
         result = subprocess.run([sys.executable, "-c", NO_TORCH + command, "speed", *TINY, "--out", out],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -217,7 +217,7 @@ def test_ctrl_c_exits_130_and_says_how_to_go_on(tmp_path):
 
 
 def test_options_are_checked_before_torch_is_imported():
-    command = "import sys; sys.argv = ['coatbench', *sys.argv[1:]]\nfrom coatbench.cli import main; main()"
+    command = "import sys; sys.argv = ['coatbench', *sys.argv[1:]]\nfrom coatbench.cli.commands import main; main()"
     for args, needle in (
         (["speed", "--batch-sizes", "a,b"], "--batch-sizes"),
         (["run", "ci-cpu", "--execution", "jit"], "--execution"),
@@ -229,8 +229,8 @@ def test_options_are_checked_before_torch_is_imported():
 
 def test_the_library_refuses_an_unwritable_out_too(tmp_path):
     from coatbench.config import build_config
-    from coatbench.options import DeviceKind, SweepOptions
-    from coatbench.sweep import make_plan
+    from coatbench.run.plan import make_plan
+    from coatbench.settings import DeviceKind, SweepOptions
 
     with pytest.raises(CoatbenchError, match="cannot write"):
         make_plan([build_config("coatnet-0")], SweepOptions(device=DeviceKind.CPU, out=tmp_path))

@@ -10,13 +10,13 @@ from scipy import stats as scipy_stats
 from coatbench.accuracy import load
 from coatbench.counting import ModelCount
 from coatbench.errors import CoatbenchError
-from coatbench.harness import Cell, Measurement
-from coatbench.options import Dtype, Execution, Format
+from coatbench.measure.harness import Cell, Measurement
 from coatbench.report import Word, build_reports, classify
 from coatbench.results import Env, Status, Trial, append_row, read_rows
+from coatbench.run.sweep import make_row
+from coatbench.settings import Dtype, Execution, Format
 from coatbench.stats import Basis, Change, look_confidence, on_grid
 from coatbench.suite import Claim, load_suite
-from coatbench.sweep import make_row
 from coatbench.views.report import long_frame, plot, summary_text, to_json, to_latex, to_markdown, verdict_lines
 
 

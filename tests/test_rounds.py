@@ -3,27 +3,27 @@ flag. Nothing here times anything: speeds are made up, or only checked for shape
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats as scipy_stats
 
 from coatbench.accuracy import Accuracies, load
-from coatbench.child import Event, EventKind
 from coatbench.config import build_config
 from coatbench.counting import ModelCount
-from coatbench.harness import Cell, Measurement
-from coatbench.options import Budget, DeviceKind, Dtype, Mode, Rounds, SweepOptions
+from coatbench.measure.harness import Cell, Measurement
 from coatbench.report import AAState, Word, build_reports, classify, pending
 from coatbench.results import Env, Status, Trial, read_rows
-from coatbench.rounds import aa_cells, schedule
+from coatbench.run.child import ChildKind, EventKind
+from coatbench.run.launch import Children, Inline
+from coatbench.run.plan import make_plan
+from coatbench.run.schedule import aa_cells, schedule
+from coatbench.run.sweep import StopReason, _Costs, make_row, next_round, run_sweep
+from coatbench.settings import Budget, DeviceKind, Dtype, Mode, Rounds, SweepOptions
 from coatbench.stats import look_confidence, on_grid, paired_change
 from coatbench.suite import Claim, load_suite
-from coatbench.sweep import StopReason, _Costs, make_plan, make_row, next_round, run_sweep
 from coatbench.views.report import to_json, to_markdown
-from coatbench.workers import in_worker
+from tests.conftest import fault_env
 
 TINY = build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10)
 CELLS = [Cell(build_config("coatnet-0", head_size=h), m, b) for h in (32, 64) for m in Mode for b in (1, 2)]
@@ -287,22 +287,14 @@ def test_a_sweep_runs_its_rounds_in_worker_processes(tmp_path):
     assert result.stopped.reason.value == "fixed" and result.rounds == 2
 
 
-def die_on_second_job(conn, jobs, device_type):
-    """A worker that dies while measuring its second job (once: the worker after it does not)."""
-    for index in range(len(jobs)):
-        conn.send(Event(EventKind.START, index))
-        if index == 1 and len(jobs) == 3:
-            os._exit(9)
-        conn.send(Event(EventKind.DONE, index, Measurement(Status.OK, [float(index)])))
-    conn.close()
-
-
-def test_a_dead_worker_fails_only_the_job_it_was_measuring():
-    jobs = [(Cell(TINY, Mode.INFER, 1), Budget())] * 3
-    found = in_worker(jobs, torch.device("cpu"), target=die_on_second_job)
+def test_a_dead_worker_fails_only_the_job_it_was_measuring(monkeypatch):
+    for name, value in fault_env("killjob:0:1").items():  # the worker dies in its second job
+        monkeypatch.setenv(name, value)
+    jobs = [(Cell(TINY, Mode.INFER, 1), Budget(min_time=0.05, max_time=0.2))] * 3
+    found = Children(ChildKind.PROCESS, "cpu").events(jobs)
     events = [(e.index, e.measurement) for e in found if e.kind is EventKind.DONE]
     assert [(i, m.status) for i, m in events] == [(0, Status.OK), (1, Status.FAILED), (2, Status.OK)]
-    assert "exit code 9" in events[1][1].message
+    assert "exit code -9" in events[1][1].message
 
 
 AUTO_SUITE = """
@@ -323,11 +315,11 @@ min = 0.05
 
 
 def made_up(effect: float, noise: float, seed: int = 0):
-    """A stand-in for the harness (`run_sweep`'s measure_cell): the head-size-64 variant `effect`
+    """A stand-in for the harness (measuring inline: `run.launch.Inline`): the head-size-64 variant `effect`
     faster, LN as fast as the baseline, every measurement `noise` apart from the next."""
     rng = np.random.default_rng(seed)
 
-    def measure_cell(cell, device, budget):
+    def measure_cell(cell, budget):
         level = 100.0 * (1 + effect if cell.config.head_size == 64 else 1.0) * math.exp(noise * rng.standard_normal())
         return Measurement(Status.OK, [level * (1 + 0.001 * k) for k in (-1, 0, 1)], 1)
 
@@ -335,7 +327,7 @@ def made_up(effect: float, noise: float, seed: int = 0):
 
 
 def auto_plan(tmp_path, budget_s: float, resume=None):
-    from coatbench.sweep import plan_suite
+    from coatbench.run.plan import plan_suite
 
     suite_file = tmp_path / "auto.toml"
     suite_file.write_text(AUTO_SUITE)
@@ -354,14 +346,14 @@ def auto_plan(tmp_path, budget_s: float, resume=None):
 
 
 def test_rounds_auto_stops_once_every_claim_cell_is_resolved(tmp_path):
-    result = run_sweep(auto_plan(tmp_path, 600.0), measure_cell=made_up(0.30, 0.005))
+    result = run_sweep(auto_plan(tmp_path, 600.0), launcher=Inline(made_up(0.30, 0.005)))
     assert result.stopped.reason.value == "resolved" and result.rounds == 3
 
 
 def test_rounds_auto_adds_rounds_of_the_unresolved_cells_only(tmp_path):
     """+8% against a claim of 5%, each measurement 3% noisy: three rounds straddle 5%; later rounds
     measure only the claim's two cells and the A/A copy, until the claim is resolved."""
-    result = run_sweep(auto_plan(tmp_path, 600.0), measure_cell=made_up(0.08, 0.03))
+    result = run_sweep(auto_plan(tmp_path, 600.0), launcher=Inline(made_up(0.08, 0.03)))
     assert result.rounds > 3 and result.stopped.reason.value in ("resolved", "out of reach")
     later = [r for r in result.rows if r.trial.round >= 3]
     assert later and {r.spec.network["norm"] for r in later} == {"bn"}  # LN has no claim: not measured again
@@ -373,7 +365,7 @@ def test_rounds_auto_measures_the_closest_cell_again_while_one_round_of_it_fits(
     does: that round is added, of its cells alone (a few rounds' spread is itself uncertain).
     Once not even one round fits, the sweep stops on the budget. Costs are made up: nothing timed."""
     plan = auto_plan(tmp_path, 1e-6)
-    rows = run_sweep(plan, measure_cell=made_up(0.30, 0.25)).rows  # the minimum three rounds
+    rows = run_sweep(plan, launcher=Inline(made_up(0.30, 0.25))).rows  # the minimum three rounds
     closest = pending(plan.suite, rows, Accuracies((), ()))[0]
     more = closest.rounds_needed - closest.rounds
     assert more >= 2  # made_up's seed gives a wide interval: a need of several rounds
@@ -388,18 +380,18 @@ def test_rounds_auto_measures_the_closest_cell_again_while_one_round_of_it_fits(
 
 
 def test_rounds_auto_stops_on_the_budget_and_resume_goes_on_with_the_same_sweep(tmp_path):
-    first = run_sweep(auto_plan(tmp_path, 1e-6), measure_cell=made_up(0.08, 0.03))
+    first = run_sweep(auto_plan(tmp_path, 1e-6), launcher=Inline(made_up(0.08, 0.03)))
     assert first.rounds == 3 and first.stopped.reason.value == "budget"
     assert "a round of the closest takes" in first.stopped.detail and "overrun by the 3 rounds" in first.stopped.detail
     plan = auto_plan(tmp_path, 600.0, resume=tmp_path / "auto.jsonl")
     assert plan.slots == () and plan.sweep == first.rows[0].trial.sweep  # the minimum is there: only more rounds
-    again = run_sweep(plan, measure_cell=made_up(0.08, 0.03, seed=1))
+    again = run_sweep(plan, launcher=Inline(made_up(0.08, 0.03, seed=1)))
     assert again.rounds > 3 and {r.trial.sweep for r in again.rows} == {plan.sweep}
     assert min(r.trial.round for r in again.rows) == 3
 
 
 def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_batch_below(tmp_path):
-    def measure_cell(cell, device, budget):
+    def measure_cell(cell, budget):
         if cell.batch_size == 2:
             return Measurement(Status.OOM, message="out of memory")
         return Measurement(Status.OK, [100.0, 100.1, 99.9], 1)
@@ -407,10 +399,15 @@ def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_b
     plan = make_plan(
         [TINY, build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10, norm="ln")],
         SweepOptions(
-            device=DeviceKind.CPU, modes=[Mode.INFER], batch_sizes=[1, 2], rounds=3, seed=1, out=tmp_path / "oom.jsonl"
+            device=DeviceKind.CPU,
+            modes=[Mode.INFER],
+            batch_sizes=[1, 2],
+            rounds=Rounds(3),
+            seed=1,
+            out=tmp_path / "oom.jsonl",
         ),
     )
-    rows = run_sweep(plan, measure_cell=measure_cell).rows
+    rows = run_sweep(plan, launcher=Inline(measure_cell)).rows
     at_2 = [(r.spec.network["norm"], r.status) for r in rows if r.spec.batch_per_core == 2]
     assert sorted(at_2) == [("bn", Status.OOM), ("ln", Status.OOM)]  # each once, in round 0
     copies = [r for r in rows if r.replicate and r.ok]
@@ -423,7 +420,7 @@ def test_a_cell_out_of_memory_is_not_tried_again_and_its_a_a_copy_moves_to_the_b
             device=DeviceKind.CPU,
             modes=[Mode.INFER],
             batch_sizes=[1, 2],
-            rounds=4,
+            rounds=Rounds(4),
             out=tmp_path / "x",
             resume=tmp_path / "oom.jsonl",
         ),

@@ -11,9 +11,9 @@ torch_xla = pytest.importorskip("torch_xla")
 import torch  # noqa: E402
 
 from coatbench.config import build_config  # noqa: E402
-from coatbench.harness import Cell, measure  # noqa: E402
-from coatbench.options import Dtype, Mode  # noqa: E402
-from coatbench.xla import LockStep, XlaOps, XlaOptions  # noqa: E402
+from coatbench.measure.harness import Cell, measure  # noqa: E402
+from coatbench.measure.xla import LockStep, XlaOps, XlaOptions  # noqa: E402
+from coatbench.settings import Dtype, Mode  # noqa: E402
 
 TINY = ["coatnet-0", "--image-size", "32", "--layout", "1,1,1,1,1", "--num-classes", "10"]
 
@@ -94,7 +94,7 @@ def test_guard_flags_a_recompilation_inside_the_timed_window():
 
 
 def test_installed_pair_is_accepted():
-    from coatbench import xla
+    from coatbench.measure import xla
 
     xla.check_install()  # this venv: torch 2.9.0 + torch_xla 2.9.0
 

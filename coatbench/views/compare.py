@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from coatbench.compare import Comparison, Outcome, RowComparison
-from coatbench.options import Format, Rounds
+from coatbench.settings import Format, Rounds
 from coatbench.views.console import cell_label, emit, markdown, print_json, print_note, signed_percent
 
 ORDER = {

@@ -19,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from coatbench.config import variant_name
-from coatbench.options import Format
 from coatbench.results import Spec
+from coatbench.settings import Format
 
 
 def _width(stream) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from coatbench.options import Format
+from coatbench.settings import Format
 from coatbench.views.console import billions, emit, millions, signed_percent
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from coatbench.files import write_atomically
-from coatbench.options import Format
 from coatbench.report import (
     ORDER_TOLERANCE,
     AAResult,
@@ -31,6 +30,7 @@ from coatbench.report import (
     format_batches,
 )
 from coatbench.results import Status
+from coatbench.settings import Format
 from coatbench.stats import Basis, Change
 from coatbench.views.console import print_table
 

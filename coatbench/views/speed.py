@@ -15,13 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from coatbench.config import variant_name
-from coatbench.options import Format
 from coatbench.results import Row, run_key
+from coatbench.settings import Format
 from coatbench.views.console import emit, err_console, print_note
 
 if TYPE_CHECKING:
-    from coatbench.harness import Cell
-    from coatbench.sweep import Plan, SweepResult
+    from coatbench.measure.harness import Cell
+    from coatbench.run.plan import Plan
+    from coatbench.run.sweep import SweepResult
 
 
 def cell_name(cell: Cell) -> str:
@@ -262,7 +263,7 @@ class _Silent:
 
 @contextmanager
 def progress(plan: Plan, quiet: bool = False) -> Iterator[object]:
-    """The callbacks (`sweep.SweepProgress`'s) that show a sweep's progress on stderr."""
+    """The callbacks (`run.sweep.SweepProgress`'s) that show a sweep's progress on stderr."""
     if quiet or (plan.torchrun is not None and plan.torchrun.rank > 0):  # under torchrun, rank 0 shows it
         yield _Silent()
         return

@@ -1,13 +1,16 @@
 """Fault injection for the tests, never shipped: a process started with this folder on its
-PYTHONPATH and COATBENCH_FAULT set runs a hook before each step that a rank of a `--devices N`
-group measures (`tests.conftest.fault_env` sets both).
+PYTHONPATH and COATBENCH_FAULT set runs a hook before each step that a child of the sweep
+(`coatbench.run.child`) measures (`tests.conftest.fault_env` sets both). A child's rank is
+torchrun's RANK, 0 in a one-process child.
 
 - "delay:RANK:SECONDS": that rank sleeps before every step;
-- "kill:RANK:STEP": that rank's process is killed (SIGKILL) before the given step.
+- "kill:RANK:STEP": that rank's process is killed (SIGKILL) before the given step of each job;
+- "killjob:RANK:JOB": killed before the first step of the JOB-th job its process measures
+  (0-based: the child that takes over the jobs after it counts from 0 again).
 
-Python imports `sitecustomize` at start-up (the `site` module), so the hook reaches the rank
-processes that torchrun starts. It wraps `coatbench.harness.measure` as that module is first
-imported, in processes that torchrun made a rank (RANK is set), before `coatbench.rank` binds it.
+Python imports `sitecustomize` at start-up (the `site` module), so the hook reaches the children
+that the sweep and torchrun start. It wraps `coatbench.measure.harness.measure` as that module is
+first imported, in a child (COATBENCH_CHILD_TOKEN is set), before `coatbench.run.child` binds it.
 """
 
 import importlib.abc
@@ -20,11 +23,13 @@ import time
 SPEC = os.environ.get("COATBENCH_FAULT", "")
 
 
-def hook(rank: int):
-    """The `before_step` hook that SPEC asks of `rank`, or None."""
+def hook(rank: int, job: int):
+    """The `before_step` hook that SPEC asks of `rank` for its process's `job`-th job, or None."""
     kind, target, value = SPEC.split(":")
     if int(target) != rank:
         return None
+    if kind == "killjob":
+        return (lambda step: os.kill(os.getpid(), signal.SIGKILL)) if job == int(value) else None
     if kind == "delay":
         return lambda step: time.sleep(float(value))
     if kind == "kill":
@@ -34,14 +39,14 @@ def hook(rank: int):
                 os.kill(os.getpid(), signal.SIGKILL)
 
         return kill
-    raise ValueError(f"COATBENCH_FAULT={SPEC!r}: give delay:RANK:SECONDS or kill:RANK:STEP")
+    raise ValueError(f"COATBENCH_FAULT={SPEC!r}: give delay:RANK:SECONDS, kill:RANK:STEP or killjob:RANK:JOB")
 
 
 class FaultyHarness(importlib.abc.MetaPathFinder):
-    """Finds `coatbench.harness` as usual, and wraps its `measure` once it has run."""
+    """Finds `coatbench.measure.harness` as usual, and wraps its `measure` once it has run."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "coatbench.harness":
+        if name != "coatbench.measure.harness":
             return None
         sys.meta_path.remove(self)  # find the real module, once
         spec = importlib.util.find_spec(name)
@@ -49,10 +54,12 @@ class FaultyHarness(importlib.abc.MetaPathFinder):
 
         def exec_module(module) -> None:
             run(module)
-            measure, before = module.measure, hook(int(os.environ["RANK"]))
+            measure, jobs = module.measure, []
+            rank = int(os.environ.get("RANK", 0))
 
             def measure_with_fault(*args, before_step=None, **kwargs):
-                return measure(*args, before_step=before_step or before, **kwargs)
+                jobs.append(None)
+                return measure(*args, before_step=before_step or hook(rank, len(jobs) - 1), **kwargs)
 
             module.measure = measure_with_fault
 
@@ -60,5 +67,5 @@ class FaultyHarness(importlib.abc.MetaPathFinder):
         return spec
 
 
-if SPEC and "RANK" in os.environ:
+if SPEC and "COATBENCH_CHILD_TOKEN" in os.environ:
     sys.meta_path.insert(0, FaultyHarness())

@@ -1,7 +1,7 @@
 """The XLA backend (TPUs) through torch_xla, tested on its CPU backend (PJRT_DEVICE=CPU).
 
 A leaf: timing, metrics and the step schedule on one XLA device. Starting one process per
-core is the sweep's job (`coatbench.sweep`), which hands each worker what it shares with
+core is the launcher's job (`run.launch`, `run.child`), which hands each core what it shares with
 its siblings. What differs from CUDA, and why:
 - XLA traces lazily: every step ends with `torch_xla.sync()` to cut the graph, and a
   block is timed only once `xm.wait_device_ops()` says the device is done (sync alone is

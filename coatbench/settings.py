@@ -1,14 +1,14 @@
-"""Every choice a user makes, its parser, and the default paths; importable without torch.
+"""The plain settings of a measurement: every choice a user makes, its parser, the defaults and
+the default paths; importable without torch, and without the CLI.
 
-The CLI declares options with these types and passes the parsed values to the library, so
-that a bad value is refused in one place, with one message, before anything is measured.
+The CLI (`cli.options`) declares its options with these types and parsers and passes the
+parsed values to the library: a bad value is refused by its parser, or by `run.plan.make_plan`
+where it depends on the device, once, before anything is measured.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -115,6 +115,10 @@ class Rounds:
     count: int  # the rounds (fixed), or the minimum (auto)
     auto: bool = False
 
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise CoatbenchError(f"--rounds must be at least 1, got {self.count}")
+
     @classmethod
     def parse(cls, text: str) -> Rounds:
         if text.strip() == "auto":
@@ -194,7 +198,7 @@ class DdpOptions:
 @dataclass(frozen=True)
 class Torchrun:
     """This process as a rank that torchrun (torch.distributed.run) started: every rank runs the
-    whole sweep, rank 0's plan for all (`rank.Ranks`), and rank 0 speaks and saves."""
+    whole sweep, rank 0's plan for all (`run.launch.TorchrunRanks`), and rank 0 speaks and saves."""
 
     rank: int
     world_size: int  # ranks in all, on every host
@@ -203,7 +207,7 @@ class Torchrun:
     @classmethod
     def of_this_process(cls) -> Torchrun | None:
         """From torchrun's environment variables; None where torchrun did not start this process.
-        Read once by the CLI (who prints) and once by `sweep.make_plan` (the plan's field)."""
+        Read once by the CLI (who prints) and once by `run.plan.make_plan` (the plan's field)."""
         if "TORCHELASTIC_RUN_ID" not in os.environ or "RANK" not in os.environ:
             return None
         env = os.environ
@@ -212,12 +216,12 @@ class Torchrun:
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """What a user asked of a sweep, before the device's defaults fill it in (`sweep.make_plan`
+    """What a user asked of a sweep, before the device's defaults fill it in (`run.plan.make_plan`
     checks it and says what it scaled down). None: the default for the device."""
 
     out: Path  # the results file the rows are appended to
     resume: Path | None = None  # a results file whose sweep goes on
-    rounds: Rounds | int = Rounds(MIN_ROUNDS, auto=True)  # a number: that many rounds
+    rounds: Rounds = Rounds(MIN_ROUNDS, auto=True)
     time_budget_s: float | None = None  # --rounds auto: wall time within which rounds are added
     seed: int | None = None
     processes: int | None = None
@@ -278,84 +282,6 @@ def parse_fraction(text: str, option: str) -> float:
     return value
 
 
-@dataclass(frozen=True)
-class Declared:
-    """An option as the CLI declares it: its type, default, help, and flags (default: --name)."""
-
-    kind: object
-    default: object
-    help: str
-    flags: tuple[str, ...] = ()
-
-
-def _flag(name: str) -> tuple[str, ...]:
-    return (name,)
-
-
-# Options that several commands share, declared once. How and where cells are measured:
-MEASURE_OPTIONS = {
-    "device": Declared(DeviceKind, DeviceKind.AUTO, "auto picks a GPU, else a TPU, else the CPU."),
-    "batch_sizes": Declared(
-        str | None, None, "Per-core batch sizes, e.g. 32,64. Default: 32,64,128,256 (a suite's own); 1 on a CPU."
-    ),
-    "dtype": Declared(Dtype | None, None, "Autocast dtype. Default: bf16; fp32 on a CPU."),
-    "channels_last": Declared(
-        bool, True, "Channels-last memory format (CPU and GPU).", _flag("--channels-last/--no-channels-last")
-    ),
-    "min_time": Declared(float | None, None, "Timed seconds per cell, at least. Default: 2; 1 on a CPU."),
-    "max_time": Declared(
-        float | None, None, "Stop refining the CI after this many timed seconds. Default: 30; 6 on a CPU."
-    ),
-    "timeout": Declared(float | None, None, "Give up on a cell after this many seconds. Default: 900."),
-    "strict": Declared(bool, False, "XLA: fail a cell that recompiles or falls back while timed.", _flag("--strict")),
-    "xla_cache": Declared(Path | None, None, "XLA: persistent compilation cache directory."),
-    "out": Declared(Path | None, None, "JSON Lines file to append to. Default: a new results/runs/speed-<time>.jsonl."),
-    "resume": Declared(Path | None, None, "Measure only what this results file lacks, and append to it."),
-    "devices": Declared(
-        str, "1", "Devices, a rank each (torch.distributed), e.g. 2 or 1,2,4; 1 is always measured too."
-    ),
-    "bucket_cap_mb": Declared(float, 25.0, "DDP gradient bucket size in MiB (training on several devices)."),
-    "gradient_as_bucket_view": Declared(
-        bool, False, "DDP: gradients as views into its buckets.", _flag("--gradient-as-bucket-view")
-    ),
-    "rounds": Declared(
-        str, "auto", "Rounds, each cell once a round, interleaved: N, or auto (3, then more while unresolved)."
-    ),
-    "budget": Declared(
-        str | None, None, "Wall time within which rounds are added after the first 3 (auto). Default: 8m CPU, 20m GPU."
-    ),
-    "seed": Declared(int | None, None, "Seed of the rounds' orders. Default: a new one (saved in every row)."),
-    "processes": Declared(
-        int | None, None, "Worker processes the rounds are spread over. Default: one a round; 1 on GPU."
-    ),
-    "execution": Declared(
-        str, "eager", "Execution modes, comma-separated: " + ",".join(e.value for e in Execution), _flag("--execution")
-    ),
-}
-# What a suite command does besides measuring:
-SUITE_OPTIONS = {
-    "dry_run": Declared(bool, False, "List the cells and a rough time estimate; measure nothing.", _flag("--dry-run")),
-    "quiet": Declared(bool, False, "No progress, only the result.", _flag("--quiet")),
-}
-# How a comparison judges:
-JUDGE_OPTIONS = {
-    "threshold": Declared(str, "5%", "Slowdown that counts as a regression, e.g. 5% or 0.05."),
-    "alpha": Declared(float, 0.01, "Significance level of the one-sided t-test on the runs' medians."),
-    "allow_nothing_comparable": Declared(
-        bool, False, "Exit 0, not 3, when no cell could be compared.", _flag("--allow-nothing-comparable")
-    ),
-}
-# A top-1 of the user's own (`accuracy add`); no default: required.
-RECORD_OPTIONS = {
-    "top1": Declared(float, ..., "Top-1 accuracy in percent."),
-    "source": Declared(str, ..., "Where the number comes from, e.g. 'my run 2026-11-24'."),
-    "pretrain": Declared(str, "imagenet-1k", "imagenet-1k, imagenet-21k or jft."),
-    "image_size": Declared(int, 224, "Evaluation resolution."),
-    "file": Declared(
-        Path, Path("results") / "my-accuracy.csv", "CSV to append to (give it to reports with --accuracy)."
-    ),
-}
-
 # Default paths, relative to the folder coatbench runs in. The CLI resolves them and passes
 # every file to the library explicitly; nothing below the CLI looks at the current folder.
 RUNS_DIR = Path("results") / "runs"
@@ -367,26 +293,3 @@ def new_runs_path(now: datetime | None = None) -> Path:
     """Where a measurement goes when --out is not given: a new file named by the time."""
     now = now or datetime.now(timezone.utc)
     return RUNS_DIR / f"speed-{now:%Y%m%d-%H%M%S}.jsonl"
-
-
-def option_group(group: str, declared: dict[str, tuple[object, object]]):
-    """A decorator that declares options ({name: (type, default)}) on a CLI command, which
-    receives their values as one dict, its keyword argument `group`: options that several
-    commands share are declared once. (It rewrites the signature the CLI reads; no typer here.)"""
-
-    def decorate(command):
-        signature = inspect.signature(command, eval_str=True)
-        params = [p for p in signature.parameters.values() if p.name != group]
-        kind = inspect.Parameter.KEYWORD_ONLY
-        params += [inspect.Parameter(name, kind, default=d, annotation=t) for name, (t, d) in declared.items()]
-
-        @functools.wraps(command)
-        def grouped(**kwargs):
-            values = {name: kwargs.pop(name) for name in declared}
-            return command(**kwargs, **{group: values})
-
-        grouped.__signature__ = signature.replace(parameters=params)
-        grouped.__annotations__ = {p.name: p.annotation for p in params}
-        return grouped
-
-    return decorate

@@ -5,8 +5,8 @@ Pure measurement: it returns a dataclass and prints nothing. The protocol:
 2. time the first step alone: compilation, graph capture, cudnn autotuning live here;
 3. warm up in blocks until the device's schedule calls it warm;
 4. time blocks, each closed by a device synchronisation, until the schedule has enough.
-The schedule is the device's (`hardware.AdaptiveSchedule`: two blocks in a row agree, then
-until the 95% CI of the median is within +-2%; `xla.LockStepSchedule`: fixed counts that
+The schedule is the device's (`measure.local.AdaptiveSchedule`: two blocks in a row agree, then
+until the 95% CI of the median is within +-2%; `measure.xla.LockStepSchedule`: fixed counts that
 every core's process follows step for step).
 """
 
@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from coatbench.config import CoAtNetConfig
-from coatbench.distributed import REPLICAS
 from coatbench.errors import CoatbenchError
-from coatbench.hardware import device_ops, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
+from coatbench.measure.distributed import REPLICAS
+from coatbench.measure.local import device_ops, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
+from coatbench.measure.ops import Ops, Schedule
 from coatbench.model import build_model
-from coatbench.options import Budget, DdpOptions, Dtype, Execution, Mode
-from coatbench.results import Env, Spec, Status
+from coatbench.results import Distributed, Env, Spec, Status
+from coatbench.settings import Budget, DdpOptions, Dtype, Execution, Mode
 
 TORCH_DTYPES = {Dtype.FP32: torch.float32, Dtype.BF16: torch.bfloat16, Dtype.FP16: torch.float16}
 
@@ -58,7 +59,7 @@ class Cell:
         return self.ddp.describe() if self.mode is Mode.TRAIN else REPLICAS
 
     def warm_up_copy(self) -> Cell:
-        """The untimed copy that opens a round or a launch (`rounds.schedule`): the same cell
+        """The untimed copy that opens a round or a launch (`run.schedule.schedule`): the same cell
         eager, since it is there to warm the process (allocator, threads, CUDA context), and
         compiling it would cost a compilation per round (30-120 s a cell on the H100)."""
         return dataclasses.replace(self, execution=Execution.EAGER)
@@ -92,17 +93,22 @@ class Measurement:
     peak_memory_bytes: int | None = None
     message: str = ""
     xla: dict | None = None  # XLA: compiles and fallbacks in the timed window, metrics
-    distributed: dict | None = None  # several ranks: what each measured (`distributed.RankOps.summary`)
-    host: dict | None = None  # CUDA: each timed block's issue and tail seconds (`hardware.DeviceOps`)
+    distributed: Distributed | None = None  # several ranks: what each measured (`RankOps.summary`)
+    # XLA: each timed block's (start, end) on the wall clock, for the launcher to put the cores'
+    # blocks together (`run.launch`)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    host: dict | None = None  # CUDA: each timed block's issue and tail seconds (`measure.local.DeviceOps`)
 
 
 class CellTimeout(Exception):
     pass
 
 
-def build_step(cell: Cell, device: torch.device, ops=None, model: torch.nn.Module | None = None) -> Callable[[], None]:
+def build_step(
+    cell: Cell, device: torch.device, ops: Ops | None = None, model: torch.nn.Module | None = None
+) -> Callable[[], None]:
     """One training or inference step on fixed synthetic data, ready to call repeatedly.
-    `ops` are the device's (`hardware.device_ops`); `model` (built from `cell.config` when
+    `ops` are the device's (`measure.local.device_ops`); `model` (built from `cell.config` when
     None) lets another harness time the same object."""
     ops = ops or device_ops(device)
     config, batch = cell.config, cell.batch_size
@@ -244,7 +250,7 @@ class Blocks:
     """Runs blocks of steps, each timed by the device's ops and closed by its synchronisation."""
 
     def __init__(
-        self, step: Callable[[], None], ops, deadline: float | None, before_step: Callable[[int], None] | None
+        self, step: Callable[[], None], ops: Ops, deadline: float | None, before_step: Callable[[int], None] | None
     ):
         self.step, self.ops, self.deadline, self.before_step = step, ops, deadline, before_step
         self.steps = 0  # run so far, the first step included
@@ -263,7 +269,7 @@ class Blocks:
         return self.ops.stop()
 
 
-def warm_up(blocks: Blocks, schedule, result: Measurement) -> None:
+def warm_up(blocks: Blocks, schedule: Schedule, result: Measurement) -> None:
     """Blocks until the schedule calls the device warm. The step that sizes the blocks is the
     first reference: on a CPU, where a CoAtNet-3 step takes seconds, that saves a whole block."""
     started = time.perf_counter()
@@ -282,7 +288,7 @@ def warm_up(blocks: Blocks, schedule, result: Measurement) -> None:
     result.warmup_steps = blocks.steps
 
 
-def time_blocks(blocks: Blocks, schedule, batch_size: int, result: Measurement) -> None:
+def time_blocks(blocks: Blocks, schedule: Schedule, batch_size: int, result: Measurement) -> None:
     """Timed blocks, one sample of images/s each, until the schedule has enough."""
     timed = 0.0
     while not schedule.timing_done(result.samples, timed):
@@ -296,7 +302,7 @@ def measure(
     device: torch.device,
     budget: Budget = Budget(),
     *,
-    ops=None,
+    ops: Ops | None = None,
     before_step: Callable[[int], None] | None = None,
     model: torch.nn.Module | None = None,
 ) -> Measurement:

@@ -25,7 +25,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from coatbench.harness import Cell
+from coatbench.measure.harness import Cell
 
 WARMUP_POSITION = -1
 
@@ -103,7 +103,7 @@ def round_slots(
             continue
         draw = random.Random(f"{seed}/{group}/{round_}")
         draw.shuffle(order)
-        # Cells of one device count together (a launch of ranks each: `sweep.launches`), those
+        # Cells of one device count together (a launch of ranks each: `run.sweep.launches`), those
         # counts in an order drawn too.
         counts = sorted({cell.devices for cell, _ in order})
         draw.shuffle(counts)

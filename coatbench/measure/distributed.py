@@ -32,8 +32,9 @@ import torch
 import torch.distributed as dist
 
 from coatbench.errors import CoatbenchError
-from coatbench.machine import device_name
-from coatbench.options import DdpOptions
+from coatbench.measure.machine import device_name
+from coatbench.results import Distributed
+from coatbench.settings import DdpOptions
 
 WINDOW_METHOD = (
     "all ranks' images / (latest end - earliest start) of each block, the ranks started by a barrier; "
@@ -110,7 +111,7 @@ class AgreedSchedule:
 
 
 class RankOps:
-    """A device's ops (`hardware.device_ops`) made into ops of all ranks: a barrier opens each
+    """A device's ops (`measure.local.device_ops`) made into ops of all ranks: a barrier opens each
     block, and a block lasts from the earliest start to the latest end over the ranks (see the
     module docstring). Training steps go through DDP; inference runs independent replicas."""
 
@@ -181,9 +182,8 @@ class RankOps:
     def host_timing(self) -> dict | None:
         return self.inner.host_timing()  # this rank's
 
-    def summary(self, images_per_rank_block: int, training: bool, peak_bytes: int | None) -> dict:
-        """What the ranks measured (a collective: every rank calls it). Fields as
-        `results.Distributed`."""
+    def summary(self, images_per_rank_block: int, training: bool, peak_bytes: int | None) -> Distributed:
+        """What the ranks measured (a collective: every rank calls it)."""
         mine = (socket.gethostname(), device_name(self.world.device), peak_bytes)
         every = [None] * self.world.size
         dist.all_gather_object(every, mine, group=self.group)
@@ -204,13 +204,15 @@ def window_of(starts: list[float], ends: list[float]) -> float:
     return max(max(ends) - min(starts), max(end - start for start, end in zip(starts, ends)))
 
 
-def rank_summary(rank_seconds: list[list[float]], images_per_rank_block: int, ranks: list[tuple], **world) -> dict:
+def rank_summary(
+    rank_seconds: list[list[float]], images_per_rank_block: int, ranks: list[tuple], **world
+) -> Distributed:
     """Each rank's median images/s over its own timed blocks (`rank_seconds`: per block, each
     rank's seconds), the straggler index, and each rank's (host, device, peak memory) from
-    `ranks`; `world`: world_size, backend, nodes, parallel. Fields as `results.Distributed`."""
+    `ranks`; `world`: world_size, backend, nodes, parallel."""
     rates = [statistics.median(images_per_rank_block / block[r] for block in rank_seconds)
              for r in range(len(ranks))]  # fmt: skip
-    return dict(
+    return Distributed(
         **world,
         window=WINDOW_METHOD,
         rank_images_per_s=rates,

@@ -2,7 +2,7 @@
 
 `device_ops` gives the harness what differs between devices: how a block is timed, what
 ends a step, and the schedule that decides when warm-up and timing are over. XLA's are in
-`coatbench.xla`; the rest are here.
+`coatbench.measure.xla`; the rest are here.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import time
 import torch
 
 from coatbench.errors import CoatbenchError
-from coatbench.options import Budget, DeviceKind
+from coatbench.measure.ops import Ops
+from coatbench.settings import Budget, DeviceKind
 from coatbench.stats import summarize
 
 
 def resolve_device(kind: DeviceKind) -> torch.device:
     """The device to measure on. `auto`: a CUDA GPU, else a TPU (torch_xla and a TPU
     attached), else the CPU. Asking for XLA checks the torch/torch_xla pairing first."""
-    from coatbench import xla
+    from coatbench.measure import xla
 
     if kind is DeviceKind.AUTO:
         if torch.cuda.is_available():
@@ -32,11 +33,11 @@ def resolve_device(kind: DeviceKind) -> torch.device:
     return torch.device(kind.value)
 
 
-def device_ops(device: torch.device):
-    """Timing hooks and schedule for `device`: `xla.XlaOps` (defaults; a launcher makes its
+def device_ops(device: torch.device) -> Ops:
+    """Timing hooks and schedule for `device`: `measure.xla.XlaOps` (defaults; a launcher makes its
     own for the processes it starts) or `DeviceOps`."""
     if device.type == "xla":
-        from coatbench.xla import XlaOps
+        from coatbench.measure.xla import XlaOps
 
         return XlaOps()
     return DeviceOps(device)

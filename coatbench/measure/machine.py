@@ -149,7 +149,7 @@ TPU_TYPE_NAMES = {"v5litepod": "v5e", "v5lite": "v5e", "v6litepod": "v6e"}
 
 
 def xla_device_name(info: dict) -> str:
-    """ "XLA:TPU v5p" or "XLA:CPU", from `xla.platform()` (known only inside a worker process): the
+    """ "XLA:TPU v5p" or "XLA:CPU", from `measure.xla.platform()` (known only inside an XLA child): the
     generation from the accelerator type where known, else "v" and the version number."""
     if info.get("tpu_version") is None:
         return f"XLA:{info['pjrt_device']}"
