@@ -14,6 +14,7 @@ or until another round would not fit in the time budget.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coatbench.compare import Comparison, Outcome, judge
-from coatbench.errors import CoatbenchError
+from coatbench.errors import CoatbenchError, Stopped
 from coatbench.results import Row, read_rows
 from coatbench.settings import Rounds
 
@@ -82,16 +83,42 @@ def run_ab(
         finally:
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top, capture_output=True)
+            subprocess.run(["git", "worktree", "prune"], cwd=top, capture_output=True)  # one removal failed: its entry
 
 
 def _run_side(name: str, tree: Path, suite: str, suite_arg: str, out: Path, extra_args: list[str]) -> None:
     """One run of a revision: its suite, one round, appended to `out`, with only its own code."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-m", "coatbench", "run", suite_arg, "--quiet", "--rounds", "1", "--out", str(out)]
-    result = subprocess.run([*command, *extra_args], cwd=tree, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+    # A session of its own: a terminal's Ctrl-C reaches this process only, which passes it on
+    # once (below), so that the side's own cleanup (its workers, its rows) is not cut short.
+    side = subprocess.Popen([*command, *extra_args], cwd=tree, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _, stderr = side.communicate()
+    except BaseException as error:  # Ctrl-C, SIGTERM, SIGHUP: the side stops as after its own Ctrl-C
+        _stop(side)
+        if isinstance(error, KeyboardInterrupt):
+            raise Stopped(f"interrupted while revision {name.upper()} measured: nothing was compared") from None
+        raise
+    if side.returncode != 0:
+        tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
         raise CoatbenchError(f"revision {name.upper()} failed to run {suite}: {tail}")
+
+
+def _stop(side: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """SIGINT to the side, which ends its own workers; whatever of its session is left after
+    `grace_s`, SIGKILL."""
+    side.send_signal(signal.SIGINT)
+    try:
+        side.communicate(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(side.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    side.wait()
 
 
 def compare_revisions(

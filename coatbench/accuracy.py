@@ -17,7 +17,7 @@ from pathlib import Path
 
 from coatbench.config import ABLATIONS, build_config
 from coatbench.errors import CoatbenchError
-from coatbench.files import append_locked
+from coatbench.files import append_locked, check_readable
 
 COLUMNS = ("model", "image_size", "pretrain", "metric", "value", *ABLATIONS, "source")
 PAPER_FILE = "coatbench/data/accuracy.csv"  # shipped with the package: every top-1 of the paper
@@ -88,10 +88,10 @@ def read_records(path: Path | None = None, *, user: bool = False) -> list[Accura
     """The paper's accuracies (path None) or a user's CSV of the same columns."""
     source = Path(path) if path is not None else files("coatbench") / "data" / "accuracy.csv"
     name = str(path) if path is not None else PAPER_FILE
-    if path is not None and Path(path).exists() and not Path(path).is_file():
-        raise CoatbenchError(f"accuracy file {name} is not a regular file: give a .csv file")
+    if path is not None:
+        check_readable(Path(path), "accuracy file", "give a .csv file")
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is no column
     except (OSError, UnicodeDecodeError) as error:
         raise CoatbenchError(f"cannot read accuracy file {name}: {error}") from None
     reader = csv.DictReader(text.splitlines())
@@ -138,6 +138,12 @@ def add_record(path: Path, record_fields: dict) -> AccuracyRecord:
     record = parse_row(cells, "new record", True)
     if path.exists():
         read_records(path, user=True)  # refuse to append to a malformed file
+        header = next(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()), [])
+        if header and header != list(COLUMNS):
+            raise CoatbenchError(
+                f"{path}:1: its columns are not coatbench's ({','.join(COLUMNS)}): a record appended under them "
+                "would be misread; give a new file with --file"
+            )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     if not path.exists():

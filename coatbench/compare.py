@@ -32,6 +32,7 @@ import numpy as np
 from scipy.stats import gmean, ttest_1samp, ttest_ind
 
 from coatbench.errors import CoatbenchError
+from coatbench.files import check_not_input
 from coatbench.results import Row, Spec, read_rows, workload_key, write_rows
 from coatbench.runs import CellRuns
 from coatbench.stats import identical_runs_allowed, spread_of_runs
@@ -246,21 +247,22 @@ def baseline_path(hardware_key: str, directory: Path) -> Path:
     return Path(directory) / (re.sub(r"[^A-Za-z0-9.]+", "-", hardware_key).strip("-") + ".jsonl")
 
 
-def save_baselines(rows: Sequence[Row], directory: Path) -> list[Path]:
+def save_baselines(rows: Sequence[Row], directory: Path, source: Path | None = None) -> list[Path]:
     """One baseline file per hardware fingerprint, replacing any earlier one atomically.
-    Only measured rows count: an out-of-memory or timed-out cell has nothing to compare with."""
+    Only measured rows count: an out-of-memory or timed-out cell has nothing to compare with.
+    `source`, the file the rows come from, is never one of those replaced."""
     by_hardware: dict[str, list[Row]] = {}
     for row in rows:
         if row.ok:
             by_hardware.setdefault(row.env.hardware_key, []).append(row)
     if not by_hardware:
         raise CoatbenchError("no measured (status ok) rows to keep as a baseline: measure first")
-    written = []
+    paths = {hardware: baseline_path(hardware, directory) for hardware in by_hardware}
+    for path in paths.values():  # all checked before any is written
+        check_not_input(path, [] if source is None else [source], "the baseline")
     for hardware, hw_rows in by_hardware.items():
-        path = baseline_path(hardware, directory)
-        write_rows(path, hw_rows)
-        written.append(path)
-    return written
+        write_rows(paths[hardware], hw_rows)
+    return list(paths.values())
 
 
 def find_baseline(current: Sequence[Row], directory: Path) -> Path | None:

@@ -8,9 +8,13 @@ a message that names the fix.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from coatbench.errors import CoatbenchError
 
@@ -244,6 +248,33 @@ def build_config(model: str = "coatnet-2", **knobs) -> CoAtNetConfig:
     config = dataclasses.replace(config, stem_depth=stem_depth, stages=stages, **knobs)
     validate(config)
     return config
+
+
+def network_problem(network: Mapping[str, Any]) -> str | None:
+    """Why a results row's network (`CoAtNetConfig.spec()`: the model and its knobs) is not one
+    that coatbench builds, or None. Each knob must be a known one whose value, as written, is
+    what `build_config` makes of it: a head size of "64" or 64.5 is not a head size of 64."""
+    return _network_problem(json.dumps(dict(network), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)  # a file holds few networks in many rows
+def _network_problem(key: str) -> str | None:
+    network = json.loads(key)
+    model = network.pop("model", None)
+    if not isinstance(model, str):
+        return f"model {model!r} is not a model name"
+    try:
+        default = build_config(model).spec()
+        unknown = sorted(set(network) - set(default))
+        if unknown:
+            return f"unknown knob(s) {', '.join(unknown)}: the knobs are {', '.join(KNOB_NAMES)}"
+        # knobs at the model's own value are not passed: CoAtNet-6/7 take no --layout at all
+        changed = {k: v for k, v in network.items() if v != default[k] or type(v) is not type(default[k])}
+        built = build_config(model, **changed).spec()
+    except CoatbenchError as error:  # said as the row's fields, not as the CLI's options
+        return functools.reduce(lambda text, k: text.replace(f"{k.option} ", f"{k.name} "), KNOBS, str(error))
+    wrong = [k for k, v in network.items() if built[k] != v or type(built[k]) is not type(v)]
+    return f"{', '.join(f'{k} {network[k]!r}' for k in wrong)} is not a value of that knob" if wrong else None
 
 
 # Short names of knob values, for tables that must fit a terminal (a legend spells them out).

@@ -7,6 +7,8 @@
   a reader or a crash sees the old file or the new one. It goes through a symbolic link to
   its target, keeps an existing file's mode, and gives a new file the umask's mode.
 - Whether a file can be written is checked before anything is measured (`check_writable`).
+- Ctrl-C, SIGTERM and SIGHUP wait while a write is under way (`signals_held`): they end the
+  process after the line is whole, never with half of it on disk.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from coatbench.errors import CoatbenchError
@@ -72,21 +78,70 @@ def check_writable(path: Path) -> None:
         raise WriteError(f"cannot write {path}: its disk has {free:,} bytes free: free some space on that disk")
 
 
+def check_readable(path: Path, what: str, fix: str) -> None:
+    """Refuse `path` (a `what`, e.g. "results file") unless it is a regular file, saying which
+    it is instead: missing, a loop of symbolic links, a directory, a pipe or a device; `fix`
+    says what to give instead of a directory or a special file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CoatbenchError(f"{what} {path} is a loop of symbolic links: point it at a file") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise CoatbenchError(f"{what} {path} does not exist: check the path") from None
+        raise CoatbenchError(f"cannot read {what} {path}: {error.strerror}: check its permissions") from None
+    if stat.S_ISDIR(mode):
+        raise CoatbenchError(f"{what} {path} is a directory: {fix}")
+    if not stat.S_ISREG(mode):
+        kind = "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise CoatbenchError(f"{what} {path} is {kind}, not a file: {fix}")
+
+
+def check_not_input(output: Path, inputs: Sequence[Path], option: str) -> None:
+    """Refuse to write `output` (given with `option`) where it is one of the files read."""
+    for given in inputs:
+        same = os.path.samefile(output, given) if Path(output).exists() and Path(given).exists() else (
+            os.path.realpath(output) == os.path.realpath(given))  # fmt: skip
+        if same:
+            raise WriteError(f"{option} {output} is also an input: writing it would destroy it; give another path")
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait (blocked, pending) until the block ends, then act. Python
+    runs signal handlers in the main thread, so elsewhere there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def append_locked(path: Path, data: bytes) -> None:
-    """Append `data` (whole lines) to `path` in one locked, synced write; the file and its
-    folder are made if missing (a new file gets the umask's mode, an existing one keeps its own)."""
+    """Append `data` (whole lines) to `path` in one locked, synced write, all or nothing; the file
+    and its folder are made if missing (a new file gets the umask's mode, an existing one keeps
+    its own)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
+        with signals_held(), open(path, "ab") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
+            end = os.fstat(f.fileno()).st_size
             try:
-                end = os.fstat(f.fileno()).st_size
                 if end and _last_byte(path, end) != b"\n":
                     data = b"\n" + data  # after a torn line: the new one stays whole
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            except OSError:
+                os.ftruncate(f.fileno(), end)  # a write cut short (a full disk) leaves no torn line
+                raise
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
     except OSError as error:
@@ -105,19 +160,24 @@ def write_atomically(path: Path, data: bytes) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = stat.S_IMODE(os.stat(target).st_mode) if target.exists() else 0o666 & ~_umask()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with signals_held():
+            _replace(target, data, mode)
     except OSError as error:
         raise _failed(Path(path), error) from None
+
+
+def _replace(target: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _umask() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 import warnings
@@ -22,8 +23,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from coatbench.config import network_problem
 from coatbench.errors import CoatbenchError
-from coatbench.files import append_locked, write_atomically
+from coatbench.files import append_locked, check_readable, write_atomically
+from coatbench.settings import MAX_BATCH, MAX_DEVICES, Dtype, Execution, Mode
 
 SCHEMA = 3  # the version of the row below; written in every row and checked on read
 # Older rows are read too. Schema 1 rows have no `trial` (each is a single run of its own) and no
@@ -85,6 +88,9 @@ class Spec:
         for name in ("model", "image_size"):
             if name not in network:
                 raise CoatbenchError(f"{where}: the row has no spec.{name}")
+        problem = network_problem(network)
+        if problem is not None:
+            raise CoatbenchError(f"{where}: spec: {problem}; {FIX}")
         return _build(cls, {**{k: data[k] for k in workload if k in data}, "network": network}, where, "spec.")
 
 
@@ -311,9 +317,21 @@ class Row:
             readable = ", ".join(map(str, READABLE_SCHEMAS[:-1])) + f" and {READABLE_SCHEMAS[-1]}"
             raise CoatbenchError(f"{where}: results schema {schema!r}, this coatbench reads schemas {readable}: {fix}")
         if schema == 2 and isinstance(data.get("trial"), Mapping) and "self_test" in data["trial"]:
+            self_test = data["trial"]["self_test"]
+            if self_test not in ("", "first", "last"):  # "": neither of the two
+                raise CoatbenchError(f"{where}: trial.self_test {self_test!r} is not first, last or empty: {FIX}")
             trial = {k: v for k, v in data["trial"].items() if k != "self_test"}
-            data = {**data, "trial": {**trial, "replicate": int(data["trial"]["self_test"] == "last")}}
-        return _build(cls, data, where, "")
+            data = {**data, "trial": {**trial, "replicate": int(self_test == "last")}}
+        row = _build(cls, data, where, "")
+        if row.ok and (not row.samples or row.throughput is None):
+            missing = "samples" if not row.samples else "throughput"
+            raise CoatbenchError(f"{where}: status ok with no {missing}: a measured row has both; {FIX}")
+        written = data["env"].get("hardware_key", row.env.hardware_key)
+        if schema > 1 and written != row.env.hardware_key:  # a key edited by hand would be ignored
+            raise CoatbenchError(
+                f"{where}: env.hardware_key {written!r} is not the one its fields give, {row.env.hardware_key!r}: {FIX}"
+            )
+        return row
 
 
 def _from_vs_timm(data: Mapping, where: str) -> Row:
@@ -381,18 +399,46 @@ def _plain(value):
 
 _SIMPLE = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,)}
 
+# Each field's domain beyond its type, by its name in the row (a list's elements by the list's):
+# every number is finite, and at least 0 unless it is listed here as positive or in a range; a
+# text listed in CHOICES is one of them. A reader never computes on a row outside these.
+POSITIVE = frozenset({
+    "samples", "throughput.images_per_s", "throughput.images_per_s_total", "throughput.step_time_s",
+    "throughput.iqr", "throughput.ci95", "throughput.n", "env.device_count", "env.cpu_count", "env.threads",
+    "trial.rounds", "distributed.world_size", "distributed.nodes", "distributed.rank_images_per_s",
+    "distributed.straggler", "model_size.params", "model_size.macs", "model_size.flops",
+    "model_size.train_flops", "compute.flops_per_image",
+})  # fmt: skip
+RANGES = {"spec.batch_per_core": (1, MAX_BATCH), "spec.devices": (1, MAX_DEVICES), "trial.replicate": (0, 1)}
+ANY_SIGN = frozenset({"trial.seed"})  # a seed is any integer
+CHOICES = {
+    "spec.mode": tuple(m.value for m in Mode),
+    "spec.device": ("cpu", "cuda", "xla"),
+    "spec.dtype": tuple(d.value for d in Dtype),
+    "spec.execution": tuple(e.value for e in Execution),
+}
+DERIVED = {Env: ("hardware_key",)}  # written for people and tools, rebuilt on read (Row.from_dict checks it)
+FIX = "fix the row, or measure the cell again"
+
 
 def _build(cls, data: Mapping, where: str, prefix: str):
-    """`cls` from `data`, each field checked against its declared type; an error names the
-    field, the file and the line."""
+    """`cls` from `data`, each field checked against its declared type and its domain; an error
+    names the field, the file and the line. A key that is no field is refused: a misspelt field
+    would otherwise read as absent."""
     hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names - set(DERIVED.get(cls, ())))
+    if unknown:
+        raise CoatbenchError(
+            f"{where}: unknown field(s) {', '.join(prefix + k for k in unknown)}: is this the right file?"
+        )
     values = {}
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
         if f.name not in data:
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 continue
-            raise CoatbenchError(f"{where}: the row has no {name}")
+            raise CoatbenchError(f"{where}: the row has no {name}: {FIX}")
         values[f.name] = _convert(hints[f.name], data[f.name], where, name)
     return cls(**values)
 
@@ -406,26 +452,47 @@ def _convert(hint, value, where: str, name: str):
     if value is None:
         if type(None) in options:
             return None
-        raise CoatbenchError(f"{where}: {name} is null")
+        raise CoatbenchError(f"{where}: {name} is null: {FIX}")
     kind = next(o for o in options if o is not type(None))
     base = typing.get_origin(kind) or kind
     if dataclasses.is_dataclass(base):
         if not isinstance(value, Mapping):
-            raise CoatbenchError(f"{where}: {name} is not an object")
+            raise CoatbenchError(f"{where}: {name} is not an object: {FIX}")
         return base.from_dict(value, where) if base is Spec else _build(base, value, where, f"{name}.")
     if isinstance(base, type) and issubclass(base, Enum):
         try:
             return base(value)
         except ValueError:
             raise CoatbenchError(
-                f"{where}: {name} {value!r} is not one of {', '.join(m.value for m in base)}"
+                f"{where}: {name} {value!r} is not one of {', '.join(m.value for m in base)}: {FIX}"
             ) from None
     if base is Mapping:
         base = dict
     accepted = _SIMPLE.get(base, (object,))
     if not isinstance(value, accepted) or (base in (int, float) and isinstance(value, bool)):
-        raise CoatbenchError(f"{where}: {name} is {type(value).__name__}, not {base.__name__}")
+        raise CoatbenchError(f"{where}: {name} is {type(value).__name__}, not {base.__name__}: {FIX}")
+    if base is list and typing.get_args(kind):
+        return [_convert(typing.get_args(kind)[0], item, where, name) for item in value]
+    if base in (int, float):
+        _check_number(value, where, name)
+    elif base is str and name in CHOICES and value not in CHOICES[name]:
+        raise CoatbenchError(f"{where}: {name} {value!r} is not one of {', '.join(CHOICES[name])}: {FIX}")
     return value
+
+
+def _check_number(value: float, where: str, name: str) -> None:
+    low, high = RANGES.get(name, (None, None))
+    if not math.isfinite(value):
+        problem = "not a finite number"
+    elif low is not None and not low <= value <= high:
+        problem = f"outside {low}..{high}"
+    elif name in POSITIVE and value <= 0:
+        problem = "not positive"
+    elif name not in ANY_SIGN and low is None and value < 0:
+        problem = "negative"
+    else:
+        return
+    raise CoatbenchError(f"{where}: {name} {value!r} is {problem}: {FIX}")
 
 
 def network_key(network: Mapping[str, Any]) -> str:
@@ -490,12 +557,11 @@ class JsonLines:
     def read(self) -> list[tuple[int, Any]]:
         """(line number, value) of every complete line. Broken lines (an interrupted write) are
         skipped with one warning; a file none of whose lines is JSON is refused."""
-        if self.path.is_dir():
-            raise CoatbenchError(f"{self.path} is a directory, not a results file: give the .jsonl file in it")
-        if not self.path.exists():
-            raise CoatbenchError(f"results file {self.path} does not exist: check the path")
-        if not self.path.is_file():
-            raise CoatbenchError(f"{self.path} is not a regular file, so not a results file: give a .jsonl file")
+        check_readable(self.path, "results file", "give the .jsonl file")
+        with self.path.open("rb") as f:
+            head = f.read(4)
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+            raise CoatbenchError(f"{self.path} is UTF-16 (or binary), not UTF-8 JSON Lines: save it as UTF-8")
         values, broken = [], []
         with self.path.open("rb") as f:
             for number, raw in enumerate(f, 1):

@@ -240,26 +240,34 @@ class SweepOptions:
     xla_cache: Path | None = None
 
 
-def parse_counts(text: str, option: str, example: str) -> tuple[int, ...]:
-    """ "32,64,128" -> (32, 64, 128): positive integers, comma-separated (`option` and an
+# The largest per-core batch and device count: what a results row may hold (results.RANGES), so
+# nothing measured is written that a reader would refuse.
+MAX_BATCH = 2**30
+MAX_DEVICES = 2**16
+
+
+def parse_counts(text: str, option: str, example: str, most: int) -> tuple[int, ...]:
+    """ "32,64,128" -> (32, 64, 128): integers from 1 to `most`, comma-separated (`option` and an
     `example` name them in the error)."""
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
         counts = ()
-    if not counts or min(counts) < 1:
-        raise CoatbenchError(f"invalid {option} {text!r}: give positive integers, e.g. {example}")
+    if not counts or min(counts) < 1 or max(counts) > most:
+        raise CoatbenchError(f"invalid {option} {text!r}: give integers from 1 to {most:,}, e.g. {example}")
+    if len(set(counts)) < len(counts):
+        raise CoatbenchError(f"invalid {option} {text!r}: each is measured once a round, give it once")
     return counts
 
 
 def parse_devices(text: str) -> tuple[int, ...]:
     """ "2" -> (2,); "1,2,4" -> (1, 2, 4)."""
-    return parse_counts(text, "--devices", "2 or 1,2,4")
+    return parse_counts(text, "--devices", "2 or 1,2,4", MAX_DEVICES)
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """ "32,64,128" -> (32, 64, 128)."""
-    return parse_counts(text, "--batch-sizes", "32,64,128")
+    return parse_counts(text, "--batch-sizes", "32,64,128", MAX_BATCH)
 
 
 def parse_executions(text: str) -> tuple[Execution, ...]:

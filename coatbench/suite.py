@@ -10,6 +10,7 @@ any other row that would measure the same network twice is refused. Claims say w
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import math
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from coatbench.config import ABLATIONS, CoAtNetConfig, build_config, variant_name
 from coatbench.errors import CoatbenchError
-from coatbench.settings import Mode
+from coatbench.files import check_readable
+from coatbench.settings import MAX_BATCH, Mode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -120,8 +122,7 @@ def load_suite(name_or_path: str) -> Suite:
     path = Path(name_or_path)
     try:
         if name_or_path.endswith(".toml"):
-            if not path.is_file():
-                raise CoatbenchError(f"suite file {path} does not exist: check the path")
+            check_readable(path, "suite file", "give a .toml file")
             text, where = path.read_text(), str(path)
         elif name_or_path in builtin_suites():
             text = (files("coatbench") / "suites" / f"{name_or_path}.toml").read_text()
@@ -187,11 +188,16 @@ def parse_suite(name: str, data: dict) -> Suite:
     batch_sizes = tuple(
         _typed(b, int, "batch_sizes") for b in _typed(data.get("batch_sizes", [32, 64, 128, 256]), list, "batch_sizes")
     )
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise CoatbenchError(f"batch_sizes must be positive integers, e.g. [32, 64], got {list(batch_sizes)}")
+    if not batch_sizes or min(batch_sizes) < 1 or max(batch_sizes) > MAX_BATCH:
+        raise CoatbenchError(
+            f"batch_sizes must be integers from 1 to {MAX_BATCH:,}, e.g. [32, 64], got {list(batch_sizes)}"
+        )
     modes = _typed(data.get("modes", ["train", "infer"]), list, "modes")
     if not modes or any(m not in ("train", "infer") for m in modes):
         raise CoatbenchError(f"modes must list train and/or infer, got {modes}")
+    for key, values in (("batch_sizes", batch_sizes), ("modes", modes)):
+        _once(values, f"{key} lists {{!r}} twice: each is measured once a round, list it once")
+    _once([setting.name for setting in settings], "two settings are named {!r}: give each a name of its own")
     claims = [
         _claim(c, f"claims[{i + 1}]", settings) for i, c in enumerate(_typed(data.get("claims", []), list, "claims"))
     ]
@@ -202,6 +208,8 @@ def parse_suite(name: str, data: dict) -> Suite:
 def _setting(s, where: str) -> Setting:
     _keys(s, SETTING_KEYS, where, required=("name", "model", "rows"))
     name = _typed(s["name"], str, f"{where}.name")
+    if not name.strip():
+        raise CoatbenchError(f"{where}: its name is empty: name the setting")
     where = f"setting {name!r}"
     image_size = _typed(s.get("image_size", 224), int, f"{where}: image_size")
     pretrain = _typed(s.get("pretrain", "imagenet-1k"), str, f"{where}: pretrain")
@@ -215,6 +223,8 @@ def _setting(s, where: str) -> Setting:
         replicate = _typed(entry.get("replicate", False), bool, f"{where}, row {i + 1}: replicate")
         named = variant_name(config.spec()) + (" (A/A)" if replicate else "")
         label = _typed(entry.get("label", named), str, f"{where}, row {i + 1}: label")
+        if not label.strip():
+            raise CoatbenchError(f"{where}, row {i + 1}: its label is empty: give a label, or none for the default")
         rows.append(SuiteRow(label, config, knobs, replicate))
         if _typed(entry.get("baseline", False), bool, f"{where}, row {i + 1}: baseline"):
             marked.append(i)
@@ -255,10 +265,14 @@ def _check_replicates(setting: Setting, where: str) -> None:
                 "replicate = true to measure the baseline twice (an A/A row), or change a knob"
             )
         seen[row.config] = row.label
-    labels = [row.label for row in setting.rows]
-    twice = sorted({label for label in labels if labels.count(label) > 1})
+    _once([row.label for row in setting.rows], f"{where}: the label {{!r}} names two rows: give each row its own")
+
+
+def _once(values: Sequence, message: str) -> None:
+    """Refuse a value that `values` lists twice, with `message` formatted with it."""
+    twice = [value for value, n in collections.Counter(values).items() if n > 1]
     if twice:
-        raise CoatbenchError(f"{where}: the label {twice[0]!r} names two rows: give each row a label of its own")
+        raise CoatbenchError(message.format(twice[0]))
 
 
 def _claim(c, where: str, settings: Sequence[Setting]) -> Claim:

@@ -128,3 +128,58 @@ def test_vs_timm_refuses_bad_arguments_in_one_line(argv, needle, tmp_path):
     )
     assert_one_line_error(result, needle)
     assert not (tmp_path / "x.md").exists()
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """benchmarks/bad_inputs.py's scratch folder and its inputs."""
+    bad_inputs = load("bad_inputs")
+    tmp = tmp_path_factory.mktemp("hostile")
+    subprocess.run(["git", "init", "-q"], cwd=tmp, check=True)
+    return bad_inputs, tmp, bad_inputs.files(tmp)
+
+
+# Every broken row goes through `report`; through compare, baseline save and --resume, these
+# few: each reader's own refusal of every field is test_row_domains.py's, in process (fast), and
+# `python benchmarks/bad_inputs.py` runs every case (results/cpu/bad_inputs.md).
+EVERY_READER = ("nan-sample", "text-samples", "null-throughput", "model-99", "hardware-key-forged")
+
+
+def _round_two() -> list[str]:
+    bad_inputs = load("bad_inputs")
+    with __import__("tempfile").TemporaryDirectory() as folder:
+        cases = bad_inputs.ROUND_TWO(bad_inputs.files(Path(folder)))
+    return [
+        c.what
+        for c in cases
+        if c.what.startswith("report of a row") or " of a row: " not in c.what or c.what.split(": ")[-1] in EVERY_READER
+    ]
+
+
+@pytest.mark.parametrize("what", _round_two())
+def test_each_hostile_input_of_round_two_gets_its_exit_code_and_one_line(hostile, what):
+    """Issue 24's cases (none measures): the exit code, one `error:` line (or none where there is
+    no error) with no traceback, and every file of the scratch folder as it was."""
+    bad_inputs, tmp, inputs = hostile
+    (case,) = [c for c in bad_inputs.ROUND_TWO(inputs) if c.what == what]
+    before = bad_inputs.fingerprint(tmp)
+    result = case.run(tmp)
+    assert case.kept(result), (result.returncode, result.stderr[-2000:])
+    after = bad_inputs.fingerprint(tmp)
+    assert {path: after.get(path) for path in before} == before  # no input changed or lost
+
+
+@pytest.mark.parametrize("stop", ["Ctrl-C", "SIGTERM", "SIGHUP"])
+def test_a_stopped_sweep_keeps_its_rows_and_says_how_to_go_on(tmp_path, stop):
+    """Ctrl-C exits 130, SIGTERM 143, SIGHUP 129: one line with the command that goes on, and
+    every row saved when the signal came still there, whole."""
+    _, survived, ok = load("bad_inputs").stopped_sweep(tmp_path, stop)
+    assert ok, survived
+
+
+@pytest.mark.slow
+def test_sigterm_to_ab_leaves_no_side_worktree_or_temporary_folder(tmp_path):
+    """The side under way stops as after its own Ctrl-C (its workers with it); both worktrees
+    and the temporary folder go; ab exits 143 with one line."""
+    _, survived, ok = load("bad_inputs").stopped_ab(tmp_path)
+    assert ok, survived

@@ -10,7 +10,7 @@ from conftest import assert_one_line_error
 
 from coatbench.compare import compare_rows, compare_runs, find_baseline, save_baselines
 from coatbench.errors import CoatbenchError
-from coatbench.results import Env, ModelSize, Row, Spec, Status, Timing, append_row
+from coatbench.results import Env, ModelSize, Row, Spec, Status, Throughput, Timing, append_row
 
 TRIALS, BLOCKS = 500, 15
 
@@ -118,7 +118,8 @@ def test_rounds_until_resolved_keep_false_alarms_rare_and_catch_a_ten_percent_sl
 
 
 def row(samples, hardware="cuda:NVIDIA H100 x1", torch="2.11", batch=64, status="ok"):
-    """A result row (no throughput: compare reads the samples) on the machine `hardware` names."""
+    """A result row on the machine `hardware` names (an ok row has its throughput, as every reader
+    checks; compare reads the samples)."""
     device_type, rest = hardware.split(":", 1)
     name, count = rest.rsplit(" x", 1)
     network = {
@@ -143,6 +144,7 @@ def row(samples, hardware="cuda:NVIDIA H100 x1", torch="2.11", batch=64, status=
         Timing(1.0, 1.0, 2, True, 1),
         list(samples),
         env,
+        throughput=Throughput.of(samples, batch, int(count)) if status == "ok" and samples else None,
     )
 
 

@@ -25,8 +25,9 @@ LAYERS = (
     ("measure.local", "measure.distributed"),
     ("measure.machine",),
     ("measure.xla", "measure.ops"),
-    ("counting", "paper", "accuracy", "suite", "model", "config"),
-    ("results", "runs", "files", "stats", "settings", "errors", "__init__", "run.__init__", "measure.__init__"),
+    ("counting", "paper", "accuracy", "suite", "model"),
+    ("results", "runs", "config", "files", "stats", "settings", "errors"),
+    ("__init__", "run.__init__", "measure.__init__"),  # the packages' own: a docstring or the version
 )
 # The orchestration line: these run where torch is not installed (the CLI, the report, the
 # comparison), so neither they nor anything they import may import torch.

@@ -5,6 +5,7 @@ module level imports torch, so `--help`, `report` and `compare` answer without i
 import dataclasses
 import os
 import shlex
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -57,10 +58,10 @@ from coatbench.cli.options import (
     sweep_options,
 )  # fmt: skip
 from coatbench.config import ABLATIONS, build_config
-from coatbench.errors import CoatbenchError, Interrupted
-from coatbench.files import check_writable
+from coatbench.errors import CoatbenchError, Interrupted, NothingToReport, ReaderGone, Stopped
+from coatbench.files import check_not_input, check_writable
 from coatbench.settings import DeviceKind, Format, Modes
-from coatbench.views.console import print_error, print_note, print_table
+from coatbench.views.console import drop_output, guard_streams, print_error, print_note, print_table
 from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows, stop_note
 
 # Plain help (no rich panels): defaults stay visible, flags show no placeholder, lines fit 100 columns.
@@ -203,16 +204,27 @@ def run(
         show_rows(rows, Format.TABLE, title=f"{found.name}: {len(rows)} cells")
 
 
-def _show_report(suite, rows, accuracy: list[Path] | None, fmt: Format, plot: Path | None) -> None:
-    """`suite`'s report on `rows` (the given accuracy files, or the default one if it exists); rows
-    none of whose cells is the suite's get the speed table instead."""
+def check_plot(plot: Path, inputs: list[Path]) -> None:
+    """--plot names an image format, is none of the files read, and can be written."""
+    from coatbench.views.report import plot_format
+
+    check_not_input(plot, inputs, "--plot")
+    plot_format(plot)
+    check_writable(plot)
+
+
+def _show_report(suite, rows, accuracy: list[Path] | None, fmt: Format, plot: Path | None, inputs: list[Path]) -> None:
+    """`suite`'s report on `rows` (read from `inputs`; the given accuracy files, or the default
+    one if it exists); rows none of whose cells is the suite's get the speed table instead."""
     from coatbench.accuracy import load
     from coatbench.report import build_reports, covers
     from coatbench.views.report import show_reports
 
     if plot is not None:
-        check_writable(plot)  # before the report is computed and printed
+        check_plot(plot, [*inputs, *(accuracy or [])])  # before the report is computed and printed
     if not covers(suite, rows):
+        if plot is not None:
+            print_note(f"--plot: nothing drawn in {plot}: no cell of suite {suite.name} among the runs")
         return show_rows(rows, fmt, title=f"{len(rows)} runs (no cell of suite {suite.name} among them)")
     files = accuracy or ([settings.USER_ACCURACY] if settings.USER_ACCURACY.is_file() else [])
     show_reports(build_reports(suite, rows, load(files)), fmt, plot, shlex.join(["coatbench", *sys.argv[1:]]))
@@ -247,11 +259,11 @@ def table8(
 ):
     """The paper's Table 8 on your hardware: `run table8`, then its report."""
     asked = sweep_options(locals())
-    if plot is not None:
-        check_writable(plot)  # before anything is measured
+    if plot is not None:  # before anything is measured
+        check_plot(plot, [asked.resume or asked.out, *(accuracy or [])])
     found, rows = _measure_suite("table8", dry_run, quiet, asked)
     if rows is not None:
-        _show_report(found, rows, accuracy, fmt, plot)
+        _show_report(found, rows, accuracy, fmt, plot, [asked.resume or asked.out])
 
 
 @app.command()
@@ -266,7 +278,10 @@ def report(
     from coatbench.results import read_rows
     from coatbench.suite import load_suite
 
-    _show_report(load_suite(suite), [row for path in results for row in read_rows(path)], accuracy, fmt, plot)
+    rows = [row for path in results for row in read_rows(path)]
+    if not rows:
+        raise NothingToReport(f"no runs in {', '.join(map(str, results))}: nothing to report; measure first")
+    _show_report(load_suite(suite), rows, accuracy, fmt, plot, results)
 
 
 accuracy_app = typer.Typer(help="Recorded accuracies: the paper's and your own.", **MANNERS)
@@ -368,27 +383,69 @@ def baseline_save(
     """Keep RESULTS as the baseline of the machine(s) it was measured on."""
     from coatbench.compare import load, save_baselines
 
-    print_table([], notes=[f"baseline saved: {path}" for path in save_baselines(load(results), directory)])
+    saved = save_baselines(load(results), directory, source=results)
+    print_table([], notes=[f"baseline saved: {path}" for path in saved])
+
+
+# Stopped like Ctrl-C: a supervisor's SIGTERM (CI's timeout, a scheduler), a closed terminal's SIGHUP
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_like_ctrl_c(received: list[int]) -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as SIGINT does: the sweep saves what it has,
+    ends its children, and says how to go on. Each is noted in `received`, for the exit code and
+    the message (typer turns a KeyboardInterrupt in a command into a plain exit 130). SIGTERM and
+    SIGHUP act once: the saving that follows runs whole; a second Ctrl-C still stops it."""
+
+    def stop(signum, frame):
+        if signum != signal.SIGINT:
+            for each in STOPPING[1:]:
+                signal.signal(each, signal.SIG_IGN)
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for each in STOPPING:
+        signal.signal(each, stop)
+
+
+def _by(received: list[int]) -> str:
+    """How the message names what stopped the command: Ctrl-C goes without saying."""
+    return f"{signal.Signals(received[0]).name}: " if received and received[0] != signal.SIGINT else ""
 
 
 def main() -> None:
     """Entry point: the one place where known errors become a one-line message and their exit
-    code (2: bad input; 130: interrupted, with the command that goes on); warnings one line each."""
+    code (2: bad input; 128 + the signal, 130 for Ctrl-C: interrupted, with the command that goes
+    on; 141: stdout's reader went away); warnings one line each."""
     warnings.showwarning = lambda message, *_: print_note(f"warning: {message}")
     torchrun = settings.Torchrun.of_this_process()
     if torchrun is not None and torchrun.rank > 0:  # under torchrun rank 0 prints; errors show on every rank
         sys.stdout = open(os.devnull, "w")
+    received: list[int] = []
+    _stop_like_ctrl_c(received)
     try:
-        sys.exit(app(standalone_mode=False) or 0)
-    except Interrupted as error:
-        again = sys.argv[1:] if "--resume" in sys.argv else [*sys.argv[1:], "--resume", str(error.out)]
-        print_error(f"{error}; go on with: {shlex.join(['coatbench', *again])}")
-        sys.exit(error.exit_code)
+        guard_streams()
+        code = app(standalone_mode=False) or 0
+        if received:  # interrupted inside a command, outside a sweep: typer's exit 130
+            raise Stopped("interrupted")
+        sys.stdout.flush()  # here, where a fault of the output is an error with its line, not at exit
+    except ReaderGone as error:
+        drop_output()
+        code = error.exit_code
+    except Stopped as error:
+        resume = ""
+        if isinstance(error, Interrupted):
+            again = sys.argv[1:] if "--resume" in sys.argv else [*sys.argv[1:], "--resume", str(error.out)]
+            resume = f"; go on with: {shlex.join(['coatbench', *again])}"
+        print_error(f"{_by(received)}{error}{resume}")
+        code = 128 + received[0] if received else error.exit_code
     except CoatbenchError as error:
         print_error(str(error))
-    except typer.Abort:
-        print_error("interrupted")
-        sys.exit(130)
+        code = error.exit_code
+    except (typer.Abort, KeyboardInterrupt):  # before or after a command (the output's flush)
+        print_error(f"{_by(received)}interrupted")
+        code = 128 + received[0] if received else 130
     except typer.TyperException as error:  # bad option value, missing argument, ...
         print_error(f"{error.format_message()} (see --help)")
-    sys.exit(2)
+        code = 2
+    sys.exit(code)

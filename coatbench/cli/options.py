@@ -87,6 +87,8 @@ def sweep_options(given: dict) -> settings.SweepOptions:
     `run.plan.make_plan` (which checks what depends on the device); the rows' file is checked for
     writing here already, before torch is imported."""
     v = {name: given[name] for name in MEASURE}
+    if v["resume"] is not None and v["out"] is not None and v["out"] != v["resume"]:
+        raise CoatbenchError(f"--resume {v['resume']} appends to that file: drop --out {v['out']}")
     rule = settings.Rounds.parse(v["rounds"])
     if v["budget"] is not None and not rule.auto:
         raise CoatbenchError("--budget bounds the rounds that --rounds auto adds: drop it, or use --rounds auto")

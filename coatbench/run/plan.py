@@ -179,8 +179,11 @@ def make_plan(
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
     groups = [list(configs)] if groups is None else groups
+    by_config: dict[CoAtNetConfig, list[Cell]] = {}
+    for cell in cells:
+        by_config.setdefault(cell.config, []).append(cell)
     in_groups = tuple(
-        g for g in (tuple(c for config in group for c in cells if c.config == config) for group in groups) if g
+        g for g in (tuple(c for config in group for c in by_config.get(config, ())) for group in groups) if g
     )
     seed = random.SystemRandom().randrange(2**31) if asked.seed is None else asked.seed
     sweep = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{seed}"
@@ -262,7 +265,25 @@ def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
     whole = {run_key(r.env, r.spec) for r in kept if r.trial is None}
     # a cell out of memory is not tried again in any round (the sweep left its later slots out)
     whole |= {run_key(r.env, r.spec) for r in kept if r.status is Status.OOM}
+    machines = {plan.env_of(c).hardware_key for c in plan.cells}
+    theirs = sorted({r.env.hardware_key for r in rows} - machines)
+    if rows and len(theirs) == len({r.env.hardware_key for r in rows}):  # not one row of this machine
+        raise CoatbenchError(
+            f"--resume {source}: its rows were measured on {', '.join(theirs)}, not on this machine "
+            f"({', '.join(sorted(machines))}): resume it there, or measure into a new --out"
+        )
     last = next((r.trial for r in reversed(rows) if r.trial is not None), None)
+    if last is not None:  # only the same plan goes on: its rounds would be paired with this one's
+        keys = {run_key(plan.env_of(c), c.spec(plan.env_of(c))) for c in plan.cells}
+        other = next(
+            (r for r in rows if r.trial and r.trial.sweep == last.sweep and run_key(r.env, r.spec) not in keys), None
+        )
+        if other is not None:
+            raise CoatbenchError(
+                f"--resume {source}: its sweep measured a cell this command does not ({other.spec.model} "
+                f"{other.spec.mode} bs{other.spec.batch_per_core} {other.spec.execution} on {other.env.hardware_key}): "
+                "resume it with the command and on the machine that made it, or measure into a new --out"
+            )
     if last is not None and last.rounds == plan.rounds:
         slots = schedule(plan.groups, plan.rounds, last.seed, plan.device.type != "xla", plan.replicated)
         plan = dataclasses.replace(plan, seed=last.seed, sweep=last.sweep, slots=slots)
@@ -277,9 +298,10 @@ def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
         key = run_key(env, slot.cell.spec(env))
         return key not in whole and (slot.round, slot.replicate, key) not in done
 
+    open_groups = {(t.round, t.group) for t in plan.slots if t.timed and left(t)}
+
     def needed(slot: Slot) -> bool:  # a warm-up copy, while its round of its group has a slot left
-        same = (t for t in plan.slots if (t.round, t.group) == (slot.round, slot.group) and t.timed)
-        return left(slot) if slot.timed else any(left(t) for t in same)
+        return left(slot) if slot.timed else (slot.round, slot.group) in open_groups
 
     slots = tuple(s for s in plan.slots if needed(s))
     measured = plan.timed_slots - sum(s.timed for s in slots)

@@ -7,6 +7,7 @@ that `coatbench --help` answers at once.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import os
@@ -19,14 +20,23 @@ from rich.table import Table
 from rich.text import Text
 
 from coatbench.config import variant_name
+from coatbench.errors import CoatbenchError, OutputFailed, ReaderGone
 from coatbench.results import Spec
 from coatbench.settings import Format
 
+NARROWEST = 40  # a COLUMNS below this (0, say) fits no table: it is taken as unset
 
-def _width(stream) -> int | None:
-    """COLUMNS when set, else the terminal's width; 100 when piped (a log, a file)."""
+
+def _width(stream) -> int:
+    """COLUMNS when set and at least NARROWEST, else the terminal's width; 100 when piped (a log,
+    a file). Always a number: given none, rich would read COLUMNS itself, 0 included."""
     columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() else (None if stream.isatty() else 100)
+    if columns.isdigit() and int(columns) >= NARROWEST:
+        return int(columns)
+    try:
+        return max(os.get_terminal_size(stream.fileno()).columns, NARROWEST) if stream.isatty() else 100
+    except (AttributeError, OSError, ValueError):  # no stream (a closed stdout), or not a file
+        return 100
 
 
 console = Console(width=_width(sys.stdout))
@@ -48,6 +58,84 @@ LEFT_ALIGNED = {
 }
 
 
+# What stands in for a character that the output's encoding lacks (PYTHONIOENCODING=ascii, a C
+# locale): the figures' signs keep their meaning; anything else becomes "?".
+ASCII_STAND_INS = {
+    "\N{PLUS-MINUS SIGN}": "+/-",
+    "\N{MINUS SIGN}": "-",
+    "\N{EN DASH}": "-",
+    "\N{EM DASH}": "-",
+    "\N{MULTIPLICATION SIGN}": "x",
+    "\N{HORIZONTAL ELLIPSIS}": "...",
+    "\N{RIGHTWARDS ARROW}": "->",
+    "\N{GREATER-THAN OR EQUAL TO}": ">=",
+    "\N{LESS-THAN OR EQUAL TO}": "<=",
+}
+
+
+def _stand_in(error: UnicodeError) -> tuple[str, int]:
+    unsayable = error.object[error.start : error.end]
+    return "".join(ASCII_STAND_INS.get(c, "?") for c in unsayable), error.end
+
+
+codecs.register_error("coatbench", _stand_in)
+
+
+class _Guarded:
+    """A text stream whose write faults become typed errors: a reader gone (`| head`) is
+    ReaderGone; any other (a full disk, a dead terminal) is OutputFailed on stdout, and nothing on
+    stderr, which has nowhere to say it. Everything else is the stream's own."""
+
+    def __init__(self, stream, name: str):
+        self._stream, self._name = stream, name
+
+    def _guard(self, action, *args):
+        try:
+            return action(*args)
+        except BrokenPipeError:
+            if self._name == "stdout":
+                raise ReaderGone() from None
+        except OSError as error:
+            if self._name == "stdout":
+                raise OutputFailed(
+                    f"cannot write the output to stdout: {error.strerror}; send it where it can be"
+                    " written (> file), or to /dev/null"
+                ) from None
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text) or 0
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_streams() -> None:
+    """Make stdout and stderr safe to write for the rest of the process: characters their
+    encoding lacks get stand-ins, and write faults become typed errors (see _Guarded). A closed
+    stdout is refused: a file opened next would take its descriptor and get the output."""
+    if sys.stdout is None:
+        raise CoatbenchError("stdout is closed: run the command with an output (> /dev/null to discard it)")
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _Guarded):
+            continue
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="coatbench")
+        setattr(sys, name, _Guarded(stream, name))
+
+
+def drop_output() -> None:
+    """After ReaderGone: stdout's descriptor goes to /dev/null, so that the interpreter's last flush
+    at exit, with output still buffered, does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def print_error(message: str) -> None:
     """One line on stderr; the message is plain text, never rich markup."""
     err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
@@ -62,8 +150,17 @@ def print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def _sayable(text: str) -> str:
+    """`text` as the console's encoding can write it (ASCII_STAND_INS), before rich measures it:
+    a stand-in of another width put in later would push the table's columns out of line."""
+    encoding = console.encoding or "utf-8"
+    return text if encoding.lower().startswith("utf") else text.encode(encoding, "coatbench").decode(encoding)
+
+
 def print_table(rows: Sequence[dict[str, str]], *, title: str = "", notes: Sequence[str] = ()) -> None:
     """Rows of already formatted strings (the first row's keys are the columns), then notes."""
+    rows = [{_sayable(c): _sayable(v) for c, v in row.items()} for row in rows]
+    title, notes = _sayable(title), [_sayable(note) for note in notes]
     if title:
         console.print(Text(title, style="bold"))
     # a column with one value in every row is said once, under the table, to leave room for the rest

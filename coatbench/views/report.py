@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from coatbench.errors import CoatbenchError
 from coatbench.files import write_atomically
 from coatbench.report import (
     ORDER_TOLERANCE,
@@ -496,13 +497,25 @@ def claimed_band(claim, limits: tuple[float, float]) -> tuple[float, float]:
     return min(bound, other), max(bound, other)
 
 
+# --plot writes the format its suffix names
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpg", ".jpeg": "jpg"}
+
+
+def plot_format(path: Path) -> str:
+    """The image format `path`'s suffix names; refused when it names none coatbench draws."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise CoatbenchError(f"--plot {path}: give a file ending in {', '.join(PLOT_FORMATS)} (the format it names)")
+    return PLOT_FORMATS[suffix]
+
+
 def plot(reports: Sequence[Report], path: Path) -> None:
-    """The decision figure (`figure`) as a PNG at `path`."""
+    """The decision figure (`figure`) at `path`, in the format its suffix names."""
     import matplotlib.pyplot as plt
 
     fig = figure(reports)
     image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=100)
+    fig.savefig(image, format=plot_format(path), dpi=100)
     write_atomically(Path(path), image.getvalue())
     plt.close(fig)
 
