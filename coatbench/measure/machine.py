@@ -95,7 +95,7 @@ def git_sha() -> str | None:
     A copy shipped without its .git (to a remote machine, say) names it in COATBENCH_GIT_SHA."""
     if os.environ.get("COATBENCH_GIT_SHA"):
         return os.environ["COATBENCH_GIT_SHA"]
-    package_dir = os.path.dirname(os.path.abspath(__file__))
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # coatbench/, above measure/
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package_dir, capture_output=True, text=True, timeout=5
