@@ -12,6 +12,7 @@ with a warning that names it (`coatbench.files`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -425,22 +426,32 @@ def _build(cls, data: Mapping, where: str, prefix: str):
     """`cls` from `data`, each field checked against its declared type and its domain; an error
     names the field, the file and the line. A key that is no field is refused: a misspelt field
     would otherwise read as absent."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names - set(DERIVED.get(cls, ())))
+    fields = _fields(cls)
+    unknown = sorted(set(data) - {name for name, _, _ in fields} - set(DERIVED.get(cls, ())))
     if unknown:
         raise CoatbenchError(
             f"{where}: unknown field(s) {', '.join(prefix + k for k in unknown)}: is this the right file?"
         )
     values = {}
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}{f.name}"
-        if f.name not in data:
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+    for field_name, hint, optional in fields:
+        name = f"{prefix}{field_name}"
+        if field_name not in data:
+            if optional:
                 continue
             raise CoatbenchError(f"{where}: the row has no {name}: {FIX}")
-        values[f.name] = _convert(hints[f.name], data[f.name], where, name)
+        values[field_name] = _convert(hint, data[field_name], where, name)
     return cls(**values)
+
+
+@functools.cache
+def _fields(cls) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, has a default) of each field of `cls`: resolving the type hints costs far
+    more than checking a row, so it is done once per class (benchmarks/read_speed.py)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (f.name, hints[f.name], f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
+        for f in dataclasses.fields(cls)
+    )
 
 
 def _convert(hint, value, where: str, name: str):

@@ -267,7 +267,7 @@ def test_speed_cli_json_rows(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["--batch-sizes", "0"], ["--batch-sizes", "positive"]),
+        (["--batch-sizes", "0"], ["--batch-sizes", "give integers from 1"]),
         (["--batch-sizes", "a,b"], ["--batch-sizes"]),
         (["--min-time", "-1"], ["--min-time must be a positive number"]),
         (["--min-time", "5", "--max-time", "1"], ["--max-time"]),

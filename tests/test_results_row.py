@@ -81,7 +81,7 @@ def write(tmp_path, data) -> Path:
         (lambda r: r["spec"].update(colour="red"), "spec: unknown knob(s) colour"),
         (lambda r: r["spec"].update(mode="sideways"), "spec.mode 'sideways' is not one of train, infer"),
         (lambda r: r["spec"].update(execution="warp-drive"), "spec.execution 'warp-drive' is not one of eager"),
-        (lambda r: r["spec"].update(batch_per_core=0), "spec.batch_per_core 0 is outside 1..1048576"),
+        (lambda r: r["spec"].update(batch_per_core=0), "spec.batch_per_core 0 is outside 1..1073741824"),
         (lambda r: r["spec"].update(batch_per_core=10**100), "spec.batch_per_core 1000000000"),
         (lambda r: r["spec"].update(devices=0), "spec.devices 0 is outside 1..65536"),
         (lambda r: r["env"].update(threads=-2), "env.threads -2 is not positive"),
