@@ -250,6 +250,106 @@ def build_config(model: str = "coatnet-2", **knobs) -> CoAtNetConfig:
     return config
 
 
+# Models coatbench does not define: "timm:<name>" (any timm model, built without weights), or
+# "<module>:<function>", a factory that returns an nn.Module, called with the row's kwargs.
+TIMM_PREFIX = "timm:"
+_TIMM_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+EXTERNAL_EXAMPLES = "timm:coatnet_0_rw_224 or mypkg.models:build"
+
+
+@dataclass(frozen=True)
+class ExternalModel:
+    """A model from timm or from a factory, as a suite row and a results row name it.
+
+    Built by `coatbench.networks` (which imports torch); here only what identifies it. `image_size`
+    None is the model's own (timm's pretrained config; 224 for a factory) and `num_classes` None
+    its output width, both filled in by `networks.resolve` before anything is measured: a row
+    holds the values it was measured with."""
+
+    model: str  # "timm:coatnet_0_rw_224" or "mypkg.models:build"
+    kwargs_json: str = "{}"  # the keyword arguments, canonical JSON (so that the config hashes)
+    image_size: int | None = None
+    num_classes: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    @property
+    def is_timm(self) -> bool:
+        return self.model.startswith(TIMM_PREFIX)
+
+    @property
+    def target(self) -> str:
+        """The timm name, or the factory's `module:function`."""
+        return self.model.removeprefix(TIMM_PREFIX)
+
+    @property
+    def kwargs(self) -> dict:
+        return json.loads(self.kwargs_json)
+
+    def spec(self) -> dict:
+        return dict(model=self.model, kwargs=self.kwargs, image_size=self.image_size, num_classes=self.num_classes)
+
+    def matches(self, network: Mapping[str, Any]) -> bool:
+        """Whether a row's network is this model as measured: the same model and kwargs, and
+        the input size and classes where this one names them."""
+        mine = self.spec()
+        return all(network.get(k) == v for k, v in mine.items() if v is not None or k in ("model", "kwargs"))
+
+
+Network = CoAtNetConfig | ExternalModel  # what a cell measures
+
+
+def is_external(model: str) -> bool:
+    return ":" in model
+
+
+def external_model(
+    model: str, kwargs: Mapping[str, Any] | None = None, image_size: int | None = None, num_classes=None
+) -> ExternalModel:
+    """`model` ("timm:<name>" or "<module>:<function>") with `kwargs`, its syntax and values
+    checked (nothing imported: `networks.resolve` checks that it exists)."""
+    model = model.strip()
+    module, _, function = model.partition(":")
+    if model.startswith(TIMM_PREFIX):
+        if not _TIMM_NAME.fullmatch(model.removeprefix(TIMM_PREFIX)):
+            raise CoatbenchError(f"invalid timm model {model!r}: give timm:<name>, e.g. timm:coatnet_0_rw_224")
+    elif not (_DOTTED.fullmatch(module) and _DOTTED.fullmatch(function)):
+        raise CoatbenchError(
+            f"invalid model {model!r}: give a CoAtNet variant ({', '.join(VARIANTS)}), timm:<name>, or a "
+            "factory as module:function (e.g. mypkg.models:build)"
+        )
+    kwargs = {} if kwargs is None else kwargs
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise CoatbenchError(f"kwargs of {model} must be a table of name = value, got {kwargs!r}")
+    try:
+        kwargs_json = json.dumps(dict(kwargs), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise CoatbenchError(f"kwargs of {model}: {error}: give text, numbers, booleans, lists and tables") from None
+    for name, value in (("image size", image_size), ("num_classes", num_classes)):
+        limit = MAX_IMAGE_SIZE if name == "image size" else MAX_CLASSES
+        if value is not None and (type(value) is not int or not 1 <= value <= limit):
+            raise CoatbenchError(f"{name} of {model} must be an integer from 1 to {limit:,}, got {value!r}")
+    return ExternalModel(model, kwargs_json, image_size, num_classes)
+
+
+def build_network(model: str = "coatnet-2", kwargs: Mapping[str, Any] | None = None, **knobs) -> Network:
+    """A CoAtNet variant with its knobs (`build_config`), or an external model with its kwargs
+    (which take no knob but the input size)."""
+    if not is_external(model):
+        if kwargs:
+            raise CoatbenchError(f"kwargs are for timm models and factories; {model} takes knobs (e.g. --head-size)")
+        return build_config(model, **knobs)
+    given = {k: v for k, v in knobs.items() if v is not None and k != "image_size"}
+    if given:
+        options = ", ".join(_BY_NAME[k].option for k in given)
+        raise CoatbenchError(f"{options}: the knobs are the paper's CoAtNet's; for {model} pass kwargs instead")
+    image_size = knobs.get("image_size")
+    return external_model(model, kwargs, None if image_size is None else _BY_NAME["image_size"].parse(image_size))
+
+
 def network_problem(network: Mapping[str, Any]) -> str | None:
     """Why a results row's network (`CoAtNetConfig.spec()`: the model and its knobs) is not one
     that coatbench builds, or None. Each knob must be a known one whose value, as written, is
@@ -263,6 +363,15 @@ def _network_problem(key: str) -> str | None:
     model = network.pop("model", None)
     if not isinstance(model, str):
         return f"model {model!r} is not a model name"
+    if is_external(model):
+        fields = set(ExternalModel(model).spec()) - {"model"}
+        if set(network) != fields:
+            return f"the fields of {model} are {', '.join(sorted(fields))}, not {', '.join(sorted(network))}"
+        try:
+            external_model(model, network["kwargs"], network["image_size"], network["num_classes"])
+        except CoatbenchError as error:
+            return str(error)
+        return None if network["image_size"] is not None else f"image_size of {model} is missing"
     try:
         default = build_config(model).spec()
         unknown = sorted(set(network) - set(default))
@@ -298,7 +407,12 @@ def short_name(knobs) -> str:
 def variant_name(spec: dict) -> str:
     """The model and every knob that differs from its paper default, e.g. "coatnet-2 head size 64 @384".
     A knob the spec lacks is at its default (rows of vs_timm's format name the model only), and
-    another implementation's model is named after it ("timm coatnet-2")."""
+    another implementation's model is named after it ("timm coatnet-2"); an external model by its
+    name and kwargs ("timm:resnet18 drop_rate=0.1")."""
+    size = "" if spec.get("image_size") in (224, None) else f" @{spec['image_size']}"
+    if is_external(spec["model"]):
+        kwargs = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(dict(spec.get("kwargs") or {}).items()))
+        return " ".join(filter(None, [spec["model"], kwargs])) + size
     default = build_config(spec["model"], image_size=spec["image_size"]).spec()
     changed = [
         f"{name.replace('_', ' ')} {spec[name]}"
@@ -307,7 +421,7 @@ def variant_name(spec: dict) -> str:
     ]
     implementation = spec.get("implementation", "coatbench")
     named = [spec["model"]] if implementation == "coatbench" else [implementation, spec["model"]]
-    return " ".join([*named, *changed]) + ("" if spec["image_size"] == 224 else f" @{spec['image_size']}")
+    return " ".join([*named, *changed]) + size
 
 
 # Beyond these a model cannot be built or counted in reasonable time and memory (the paper's

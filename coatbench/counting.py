@@ -1,11 +1,13 @@
-"""Params and multiply-adds of a CoAtNet config, with no op left uncounted.
+"""Params and multiply-adds of a network (CoAtNet, timm's, a factory's), with no op left uncounted.
 
 Convention: `macs` are multiply-accumulates, which is what the paper calls FLOPs (its
 Table 3 numbers are MACs); `flops` = 2 x macs. Matmuls and convolutions count their
 multiply-adds; normalisation, activation, pooling and element-wise ops count one per
 element (fvcore's own rule for norms), so nothing the model computes is silently zero.
 
-Models are built on the meta device: counting CoAtNet-7 at 512 allocates no weights.
+CoAtNet is built on the meta device: counting CoAtNet-7 at 512 allocates no weights. Other
+networks are traced whole on the CPU at one image (their parts are not known to repeat); an op
+that fvcore has no rule for is listed in `uncounted_ops`, not counted as zero.
 """
 
 from __future__ import annotations
@@ -19,19 +21,27 @@ from importlib.metadata import version
 
 import torch
 
-from coatbench.config import CoAtNetConfig
+from coatbench.config import ExternalModel, Network
+from coatbench.errors import CoatbenchError
 from coatbench.model import RelativePositionBias, build_model
+from coatbench.networks import architecture, build
+
+
+class UncountedModel(CoatbenchError):
+    """An external model whose forward fails at its input size: nothing to count (its cells fail
+    too, and their rows say why)."""
 
 
 @dataclass(frozen=True)
 class ModelCount:
-    config: CoAtNetConfig
+    config: Network
     params: int
     macs: int  # forward multiply-adds for one image (the paper's "FLOPs")
     train_flops: int  # forward + backward FLOPs for one image, measured (2 per multiply-add)
     by_stage: dict[str, int]  # forward MACs per stage
     uncounted_ops: dict[str, int] = field(default_factory=dict)  # op name -> occurrences
     counter: str = ""
+    architecture: dict[str, str] = field(default_factory=dict)  # external models: `networks.architecture`
 
     @property
     def flops(self) -> int:
@@ -47,6 +57,7 @@ class ModelCount:
             "by_stage": self.by_stage,
             "uncounted_ops": self.uncounted_ops,
             "counter": self.counter,
+            **({"architecture": self.architecture} if self.architecture else {}),
         }
 
 
@@ -111,6 +122,21 @@ EXTRA_HANDLES = {
     "aten::mul_": per_output_element,
     "aten::mean": per_input_element,
     "aten::max_pool2d": max_pool_macs,
+    # fvcore ignores these (count 0) though each computes every output element: timm's models use them
+    "aten::relu": per_output_element,
+    "aten::relu_": per_output_element,
+    "aten::clamp": per_output_element,
+    "aten::clamp_": per_output_element,
+    "aten::silu": per_output_element,
+    "aten::silu_": per_output_element,
+    "aten::hardswish": per_output_element,
+    "aten::hardswish_": per_output_element,
+    "aten::hardsigmoid": per_output_element,
+    "aten::tanh": per_output_element,
+    "aten::sub": per_output_element,
+    "aten::div": per_output_element,
+    "aten::exp": per_output_element,
+    "aten::avg_pool2d": per_input_element,
 }
 
 
@@ -200,13 +226,16 @@ def _materialise(module: torch.nn.Module) -> torch.nn.Module:
     return unit
 
 
-def count(config: CoAtNetConfig, *, train: bool = True) -> ModelCount:
-    """Params and MACs of one image through `config`.
+def count(config: Network, *, train: bool = True) -> ModelCount:
+    """Params and MACs of one image through `config`: a CoAtNet unit by unit, any other network
+    whole (`count_module`).
 
     The whole model lives on the meta device; fvcore's JIT trace cannot run there, so each
     distinct unit (a stage's later blocks are identical) is traced alone on the CPU: the
     largest allocation is one block, never the model.
     """
+    if isinstance(config, ExternalModel):
+        return count_module(config, train=train)
     model = build_model(config, "meta").eval()
     image = torch.empty(1, 3, config.image_size, config.image_size, device="meta")
     # fvcore logs every uncounted op; they are reported in the result instead.
@@ -226,4 +255,37 @@ def count(config: CoAtNetConfig, *, train: bool = True) -> ModelCount:
         by_stage=dict(by_stage),
         uncounted_ops=dict(uncounted),
         counter=counter_name(),
+    )
+
+
+def count_module(network: ExternalModel, *, train: bool = True) -> ModelCount:
+    """Params and MACs of one image through an external model, traced whole on the CPU; its
+    stages are its top-level children. Training FLOPs are measured on the meta device, or on the
+    CPU where the model does not run there."""
+    model = build(network, "cpu").eval()
+    image = torch.zeros(1, 3, network.image_size, network.image_size)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    try:
+        analysis = fvcore_analysis(model, image)
+        total = analysis.total()
+    except Exception as error:  # the model's own failure at this size
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise UncountedModel(f"{network.model} does not run at {network.image_size}px: {first}") from None
+    by_module = analysis.by_module()
+    by_stage = {name: by_module[name] for name, _ in model.named_children() if by_module.get(name)}
+    flops = 0
+    if train:
+        try:
+            flops = train_step_flops(build(network, "meta").train(), image.to("meta"))
+        except Exception:  # ops with no meta kernel, or a data-dependent shape: the CPU then
+            flops = train_step_flops(model.train(), image)
+    return ModelCount(
+        config=network,
+        params=sum(p.numel() for p in model.parameters()),
+        macs=total,
+        train_flops=flops,
+        by_stage=by_stage,
+        uncounted_ops=dict(analysis.unsupported_ops()),
+        counter=counter_name(),
+        architecture=architecture(network, model),
     )

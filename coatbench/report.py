@@ -19,13 +19,15 @@ makes inconclusive the verdicts it covers, and only those.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from coatbench.accuracy import Accuracies, AccuracyRecord
-from coatbench.config import short_name
+from coatbench.config import ExternalModel, short_name
 from coatbench.errors import CoatbenchError
 from coatbench.results import Row, Status, condition_key, network_key, scaling_key
 from coatbench.runs import CellRuns, change_of
@@ -180,6 +182,42 @@ class Line:
     params: int | None
     macs: int | None
     cells: dict[tuple[str, int], Measured]  # (mode, per-core batch) -> measurement
+    network: Mapping[str, Any] = field(default_factory=dict)  # the suite row's (`config.spec()`)
+    architecture: Mapping[str, str] = field(default_factory=dict)  # an external model's (`ModelSize`)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing that differs between a claim's two models: a knob, a kwarg, an architecture
+    config field or a count of modules of one kind, the params or the MACs."""
+
+    what: str
+    baseline: str
+    variant: str
+
+
+# A claim lists this many differences, then counts the rest (the JSON report has them all).
+SHOWN_DIFFERENCES = 8
+
+
+def differences(base: Line, other: Line) -> tuple[Difference, ...]:
+    """What differs between two lines' models: the network's fields (knobs; an external model's
+    name and kwargs), an external model's architecture, the params and MACs."""
+    found = []
+    for what, a, b, unit in (("params", base.params, other.params, 1e6), ("MACs", base.macs, other.macs, 1e9)):
+        if a is not None and b is not None and a != b:
+            suffix = "M" if unit == 1e6 else "G"
+            found.append(Difference(what, f"{a / unit:,.3f}{suffix}", f"{b / unit:,.3f}{suffix}"))
+    for source_a, source_b in ((base.network, other.network), (base.architecture, other.architecture)):
+        for key in dict.fromkeys([*source_a, *source_b]):
+            a, b = source_a.get(key, "-"), source_b.get(key, "-")
+            if a != b:
+                found.append(Difference(key, _said(a), _said(b)))
+    return tuple(found)
+
+
+def _said(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -212,6 +250,7 @@ class Verdict:
     dtype: str
     device: str
     per_batch: tuple[CellVerdict, ...]
+    differences: tuple[Difference, ...] = ()  # between the baseline's model and the variant's
 
     @property
     def summary(self) -> tuple[tuple[Word, tuple[int, ...]], ...]:
@@ -335,12 +374,18 @@ def _verdicts(report: Report, suite: Suite, lines: dict[tuple[str, str], Line]) 
                     for batch in report.batch_sizes
                 )
                 where = dict(execution=report.execution, dtype=report.dtype, device=report.device_name)
-                verdicts.append(Verdict(claim, other.short, setting.name, mode, **where, per_batch=per_batch))
+                verdicts.append(
+                    Verdict(
+                        claim, other.short, setting.name, mode, **where, per_batch=per_batch,
+                        differences=differences(base, other),
+                    )
+                )  # fmt: skip
     return verdicts
 
 
 def covers(suite: Suite, rows: Sequence[Row]) -> bool:
     """Whether any of `rows` measured a network of the suite's settings."""
+    suite = suite.measured_as([r.spec.network for r in rows])
     networks = {network_key(row.config.spec()) for s in suite.settings for row in s.rows}
     return any(network_key(r.spec.network) in networks for r in rows)
 
@@ -356,6 +401,7 @@ def build_reports(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> 
     memory format, devices), in the order they first appear."""
     if not rows:
         raise CoatbenchError(f"no results to report for suite {suite.name}: measure first (coatbench run {suite.name})")
+    suite = suite.measured_as([r.spec.network for r in rows])  # external models at their measured size
     groups: dict[tuple, dict[tuple, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         cell = report_cell(row.spec.network, row.spec.mode, row.spec.batch_per_core)
@@ -420,7 +466,7 @@ def _line(report, setting: Setting, suite_row: SuiteRow, cells, accuracies, sing
     return Line(
         setting=setting.name,
         label=suite_row.label,
-        short="base" if is_baseline else "A/A" if suite_row.replicate else short_name(suite_row.knobs),
+        short="base" if is_baseline else "A/A" if suite_row.replicate else _short(suite_row),
         model=suite_row.config.name,
         image_size=suite_row.config.image_size,
         baseline=is_baseline,
@@ -428,7 +474,14 @@ def _line(report, setting: Setting, suite_row: SuiteRow, cells, accuracies, sing
         params=size.params if size else None,
         macs=size.macs if size else None,
         cells=measured,
+        network=suite_row.config.spec(),
+        architecture=(size.architecture if size else None) or {},
     )
+
+
+def _short(suite_row: SuiteRow) -> str:
+    """A variant's short name: its knobs (CoAtNet), or its label (another model's row)."""
+    return suite_row.label if isinstance(suite_row.config, ExternalModel) else short_name(suite_row.knobs)
 
 
 def controls_of(setting: Setting, report: Report, cells: dict[tuple, list[Row]]) -> list[AAResult]:

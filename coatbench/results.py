@@ -29,12 +29,13 @@ from coatbench.errors import CoatbenchError
 from coatbench.files import append_locked, check_readable, write_atomically
 from coatbench.settings import MAX_BATCH, MAX_DEVICES, Dtype, Execution, Mode
 
-SCHEMA = 3  # the version of the row below; written in every row and checked on read
+SCHEMA = 4  # the version of the row below; written in every row and checked on read
 # Older rows are read too. Schema 1 rows have no `trial` (each is a single run of its own) and no
 # memory method, and a CPU's hardware key is rebuilt from the cpu_count and threads they recorded.
 # Schema 2 rows marked the position self-test (`trial.self_test`: the baseline measured "first" and
 # "last" in round 0); the "last" one is read as what it was, a replicate of its cell (`Trial`).
-READABLE_SCHEMAS = (1, 2, 3)
+# Schema 4 rows add the model size's uncounted ops and an external model's architecture.
+READABLE_SCHEMAS = (1, 2, 3, 4)
 # And so are the rows of benchmarks/vs_timm.py's own format (results/h100/speed.jsonl): no
 # schema, `spec.implementation`; read by `_from_vs_timm`.
 
@@ -130,6 +131,12 @@ class ModelSize:
     macs: int  # forward multiply-adds for one image (the paper's "FLOPs")
     flops: int
     train_flops: int  # forward + backward FLOPs for one training image
+    # ops the counter has no rule for (op -> occurrences): the MACs above leave them out (schema 4;
+    # None: not recorded)
+    uncounted_ops: dict[str, int] | None = None
+    # an external model's description, "field" -> value (`networks.architecture`), for the report's
+    # "what differs" (schema 4; {} for CoAtNet, whose knobs say it)
+    architecture: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

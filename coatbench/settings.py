@@ -9,6 +9,7 @@ where it depends on the device, once, before anything is measured.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -277,6 +278,19 @@ def parse_executions(text: str) -> tuple[Execution, ...]:
     except ValueError:
         choices = ",".join(e.value for e in Execution)
         raise CoatbenchError(f"invalid --execution {text!r}: a comma-separated list of {choices}") from None
+
+
+def parse_kwargs(text: str | None) -> dict | None:
+    """'{"drop_rate": 0.1}' -> {"drop_rate": 0.1}: a JSON object, an external model's kwargs."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        value = error
+    if not isinstance(value, dict):
+        raise CoatbenchError(f"invalid --kwargs {text!r}: give a JSON object, e.g. '{{\"drop_rate\": 0.1}}'")
+    return value
 
 
 def parse_fraction(text: str, option: str) -> float:

@@ -4,8 +4,10 @@ A suite is a TOML file (`coatbench/suites/NAME.toml`, linked from `benchmarks/`)
 file of the same form a user writes. Each setting lists rows (variants of one model); its
 baseline is the row marked `baseline = true`, else the first. A row marked `replicate = true`
 is the baseline measured a second time (an A/A row, the setting's A/A control at every cell);
-any other row that would measure the same network twice is refused. Claims say which variant
-(picked by its knobs, or by its label with `row`) should be faster, by how much.
+any other row that would measure the same network twice is refused. A row may name a model of
+its own (`model = "timm:coatnet_bn_0_rw_224"`, or a factory's `"mypkg.models:build"`) with its
+`kwargs = { ... }`. Claims say which variant (picked by its knobs, or by its label with `row`)
+should be faster, by how much.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
+import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from coatbench.config import ABLATIONS, CoAtNetConfig, build_config, variant_name
+from coatbench.config import ABLATIONS, ExternalModel, Network, build_network, external_model, variant_name
 from coatbench.errors import CoatbenchError
 from coatbench.files import check_readable
 from coatbench.settings import MAX_BATCH, Mode
@@ -34,7 +37,7 @@ else:  # pragma: no cover
 @dataclass(frozen=True)
 class SuiteRow:
     label: str
-    config: CoAtNetConfig
+    config: Network
     knobs: tuple[tuple[str, object], ...]  # as written in the suite
     replicate: bool = False  # the baseline measured a second time: an A/A row
 
@@ -88,15 +91,15 @@ class Suite:
     batch_sizes: tuple[int, ...]
 
     @property
-    def configs(self) -> list[CoAtNetConfig]:
+    def configs(self) -> list[Network]:
         return [config for group in self.groups for config in group]
 
     @property
-    def groups(self) -> list[list[CoAtNetConfig]]:
+    def groups(self) -> list[list[Network]]:
         """Each setting's configs, baseline first; a config already in an earlier setting is
         measured there only. (A replicate row is its baseline's config: `replicated` says which
         groups measure it twice.)"""
-        seen: set[CoAtNetConfig] = set()
+        seen: set[Network] = set()
         groups = []
         for setting in self.settings:
             ordered = (setting.baseline, *setting.variants)  # a group's first config is its baseline
@@ -106,9 +109,37 @@ class Suite:
         return [group for group in groups if group]
 
     @property
-    def replicated(self) -> set[CoAtNetConfig]:
+    def replicated(self) -> set[Network]:
         """The baselines that a replicate row measures a second time at every cell."""
         return {setting.baseline.config for setting in self.settings if setting.replicate is not None}
+
+    def measured_as(self, networks: Sequence[Mapping]) -> Suite:
+        """This suite with each external model whose input size or classes it leaves to the model
+        (`ExternalModel.matches`) as `networks` (rows' `spec.network`) measured it, so that its
+        rows find theirs; a model measured at two sizes is refused (name the size in the suite)."""
+        found: dict[ExternalModel, ExternalModel] = {}
+        for row in (r for setting in self.settings for r in setting.rows):
+            model = row.config
+            if not isinstance(model, ExternalModel) or model in found or (model.image_size and model.num_classes):
+                continue
+            measured = {json.dumps(dict(n), sort_keys=True): n for n in networks if model.matches(n)}
+            if len(measured) > 1:
+                sizes = ", ".join(sorted({str(n["image_size"]) for n in measured.values()}))
+                raise CoatbenchError(
+                    f"the results hold {model.model} at more than one input size or class count ({sizes} px): "
+                    "give image_size in the suite's setting to pick one"
+                )
+            if measured:
+                n = next(iter(measured.values()))
+                found[model] = external_model(n["model"], n["kwargs"], n["image_size"], n["num_classes"])
+        if not found:
+            return self
+
+        def row_as(row: SuiteRow) -> SuiteRow:
+            return dataclasses.replace(row, config=found.get(row.config, row.config))
+
+        settings = tuple(dataclasses.replace(s, rows=tuple(map(row_as, s.rows))) for s in self.settings)
+        return dataclasses.replace(self, settings=settings)
 
 
 def builtin_suites() -> list[str]:
@@ -146,7 +177,7 @@ def load_suite(name_or_path: str) -> Suite:
 # The keys of a suite file, with what each must be: anything else is refused, with the closest key.
 TOP_KEYS = ("description", "modes", "batch_sizes", "settings", "claims")
 SETTING_KEYS = ("name", "model", "image_size", "pretrain", "accuracy_source", "rows")
-ROW_KEYS = ("label", "baseline", "replicate", *ABLATIONS)
+ROW_KEYS = ("label", "baseline", "replicate", "model", "kwargs", *ABLATIONS)
 CLAIM_KEYS = ("text", "variant", "row", "faster", "min", "max")
 PRETRAIN = ("imagenet-1k", "imagenet-21k", "jft")
 
@@ -168,7 +199,8 @@ def _keys(table, allowed: Sequence[str], where: str, required: Sequence[str] = (
 
 def _typed(value, kind: type, where: str):
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        name = {str: "text", int: "an integer", bool: "true or false", list: "a list"}.get(kind, kind.__name__)
+        names = {str: "text", int: "an integer", bool: "true or false", list: "a list", dict: "a table ({ ... })"}
+        name = names.get(kind, kind.__name__)
         raise CoatbenchError(f"{where} must be {name}, not {value!r}")
     return value
 
@@ -211,7 +243,8 @@ def _setting(s, where: str) -> Setting:
     if not name.strip():
         raise CoatbenchError(f"{where}: its name is empty: name the setting")
     where = f"setting {name!r}"
-    image_size = _typed(s.get("image_size", 224), int, f"{where}: image_size")
+    # an external model's own input size (timm's config) unless the setting names one
+    image_size = _typed(s["image_size"], int, f"{where}: image_size") if "image_size" in s else None
     pretrain = _typed(s.get("pretrain", "imagenet-1k"), str, f"{where}: pretrain")
     if pretrain not in PRETRAIN:
         raise CoatbenchError(f"{where}: pretrain must be one of {', '.join(PRETRAIN)}, got {pretrain!r}")
@@ -219,7 +252,9 @@ def _setting(s, where: str) -> Setting:
     for i, entry in enumerate(_typed(s["rows"], list, f"{where}: rows")):
         _keys(entry, ROW_KEYS, f"{where}, row {i + 1}", what="row field")
         knobs = _knobs(entry)
-        config = build_config(_typed(s["model"], str, f"{where}: model"), image_size=image_size, **dict(knobs))
+        model = _typed(entry.get("model", s["model"]), str, f"{where}, row {i + 1}: model")
+        kwargs = _typed(entry.get("kwargs", {}), dict, f"{where}, row {i + 1}: kwargs")
+        config = build_network(model, kwargs, image_size=image_size, **dict(knobs))
         replicate = _typed(entry.get("replicate", False), bool, f"{where}, row {i + 1}: replicate")
         named = variant_name(config.spec()) + (" (A/A)" if replicate else "")
         label = _typed(entry.get("label", named), str, f"{where}, row {i + 1}: label")

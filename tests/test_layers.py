@@ -25,7 +25,7 @@ LAYERS = (
     ("measure.local", "measure.distributed"),
     ("measure.machine",),
     ("measure.xla", "measure.ops"),
-    ("counting", "paper", "accuracy", "suite", "model"),
+    ("counting", "paper", "accuracy", "suite", "networks", "model"),
     ("results", "runs", "config", "files", "stats", "settings", "errors"),
     ("__init__", "run.__init__", "measure.__init__"),  # the packages' own: a docstring or the version
 )

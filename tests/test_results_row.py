@@ -63,7 +63,10 @@ def write(tmp_path, data) -> Path:
         (lambda r: r.update(status="great"), "status 'great' is not one of ok, oom, timeout, failed"),
         (lambda r: r.update(samples="fast"), "samples is str, not list"),
         (lambda r: r["env"].update(device_count="two"), "env.device_count is str, not int"),
-        (lambda r: r.update(schema=4), "results schema 4, this coatbench reads schemas 1, 2 and 3: upgrade coatbench"),
+        (
+            lambda r: r.update(schema=5),
+            "results schema 5, this coatbench reads schemas 1, 2, 3 and 4: upgrade coatbench",
+        ),
         (lambda r: r.pop("schema"), "results schema None"),
         # each field's domain, beyond its type (class 1 of issue 24)
         (lambda r: r.update(samples=[]), "status ok with no samples"),

@@ -328,11 +328,12 @@ def made_up(effect: float, noise: float, seed: int = 0):
 
 def auto_plan(tmp_path, budget_s: float, resume=None):
     from coatbench.run.plan import plan_suite
+    from coatbench.suite import load_suite
 
     suite_file = tmp_path / "auto.toml"
     suite_file.write_text(AUTO_SUITE)
-    _, plan = plan_suite(
-        str(suite_file),
+    plan = plan_suite(
+        load_suite(str(suite_file)),
         SweepOptions(
             device=DeviceKind.CPU,
             seed=4,

@@ -36,8 +36,9 @@ def leaves(value, path=()) -> list[tuple]:
 
 FIELDS = leaves(GOOD)
 # `--resume` reads rows into this plan: table8 on this CPU at per-core 1, the good row's own cell
-_, RESUMED = plan_suite(
-    "table8", SweepOptions(device=DeviceKind.CPU, batch_sizes=(1,), out=Path(tempfile.mkdtemp()) / "rows.jsonl")
+RESUMED = plan_suite(
+    load_suite("table8"),
+    SweepOptions(device=DeviceKind.CPU, batch_sizes=(1,), out=Path(tempfile.mkdtemp()) / "rows.jsonl"),
 )
 VALUES = st.one_of(
     st.none(),

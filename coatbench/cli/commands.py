@@ -19,6 +19,7 @@ from coatbench.cli.options import (
     Accuracy,
     AllowNothing,
     Alpha,
+    AnyModel,
     Baseline,
     BatchSizes,
     BlocksOpt,
@@ -35,6 +36,7 @@ from coatbench.cli.options import (
     FormatOpt,
     HeadSize,
     ImageSize,
+    Kwargs,
     Layout,
     MaxTime,
     MinTime,
@@ -55,12 +57,14 @@ from coatbench.cli.options import (
     Timeout,
     XlaCache,
     knobs_of,
+    network_of,
     sweep_options,
 )  # fmt: skip
-from coatbench.config import ABLATIONS, build_config
+from coatbench.config import ABLATIONS
 from coatbench.errors import CoatbenchError, Interrupted, NothingToReport, ReaderGone, Stopped
 from coatbench.files import check_not_input, check_writable
 from coatbench.settings import DeviceKind, Format, Modes
+from coatbench.suite import load_suite
 from coatbench.views.console import drop_output, guard_streams, print_error, print_note, print_table
 from coatbench.views.speed import plan_notes, progress, show_dry_run, show_rows, stop_note
 
@@ -93,8 +97,9 @@ def models(fmt: FormatOpt = Format.TABLE) -> None:
 
 @app.command()
 def count(
-    model: Model,
+    model: AnyModel,
     fmt: FormatOpt = Format.TABLE,
+    kwargs: Kwargs = None,
     head_size: HeadSize = None,
     norm: NormOpt = None,
     layout: Layout = None,
@@ -106,15 +111,17 @@ def count(
 ) -> None:
     """Params, MACs and a per-stage breakdown of one model."""
     from coatbench.counting import count as count_model
+    from coatbench.networks import resolve
     from coatbench.views.counts import show_count
 
-    show_count(count_model(build_config(model, **knobs_of(locals()))), fmt)
+    show_count(count_model(resolve(network_of(locals()))), fmt)
 
 
 @app.command()
 def speed(
-    model: Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7.")] = "coatnet-2",
+    model: AnyModel = "coatnet-2",
     mode: ModeOpt = Modes.BOTH,
+    kwargs: Kwargs = None,
     fmt: FormatOpt = Format.TABLE,
     quiet: Quiet = False,
     head_size: HeadSize = None,
@@ -146,7 +153,7 @@ def speed(
     execution: ExecutionOpt = "eager",
 ) -> None:
     """Training and inference throughput across per-core batch sizes, with honest statistics."""
-    config, asked = build_config(model, **knobs_of(locals())), sweep_options(locals())
+    config, asked = network_of(locals()), sweep_options(locals())
     from coatbench.run.plan import make_plan
     from coatbench.run.sweep import run_plan
 
@@ -158,11 +165,13 @@ def speed(
 
 
 def _measure_suite(suite: str, dry_run: bool, quiet: bool, asked: settings.SweepOptions):
-    """(the suite, its rows: the resumed file's and this run's); the rows are None after a dry run."""
+    """(the suite, its rows: the resumed file's and this run's); the rows are None after a dry run.
+    The suite is read first: a mistake in it is said before torch is imported (seconds)."""
+    suite = load_suite(suite)
     from coatbench.run.plan import estimate, plan_suite
     from coatbench.run.sweep import run_plan
 
-    suite, plan = plan_suite(suite, asked)
+    plan = plan_suite(suite, asked)
     if dry_run:
         show_dry_run(plan, estimate(plan), Format.TABLE)
         return suite, None
@@ -175,7 +184,7 @@ def _measure_suite(suite: str, dry_run: bool, quiet: bool, asked: settings.Sweep
 
 @app.command()
 def run(
-    suite: Annotated[str, typer.Argument(help="table6, table7, table8, table9, ci-cpu or a .toml file.")],
+    suite: Annotated[str, typer.Argument(help="table6, table7, table8, table9, timm-norm, ci-cpu or a .toml file.")],
     dry_run: DryRun = False,
     quiet: Quiet = False,
     device: Device = DEFAULTS.device,
@@ -276,7 +285,6 @@ def report(
 ) -> None:
     """Render saved runs as a suite's report, without measuring anything."""
     from coatbench.results import read_rows
-    from coatbench.suite import load_suite
 
     rows = [row for path in results for row in read_rows(path)]
     if not rows:

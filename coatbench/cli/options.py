@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from coatbench import settings
-from coatbench.config import KNOBS
+from coatbench.config import KNOBS, build_network
 from coatbench.errors import CoatbenchError
 from coatbench.files import check_writable
 from coatbench.settings import DeviceKind, Dtype, Execution, Format, Modes
@@ -26,6 +26,14 @@ FormatOpt = option(Format, "table, markdown, csv, json, latex or html.", "--form
 ModeOpt = option(Modes, "Training step, inference, or both.")
 Quiet = option(bool, "No progress, only the result.", "--quiet")
 Model = Annotated[str, typer.Argument(help="coatnet-0 ... coatnet-7 (coatnet_2 and CoAtNet-2 work too).")]
+AnyModel = Annotated[
+    str,
+    typer.Argument(
+        help="coatnet-0 ... coatnet-7; timm:<name> (pip install 'coatbench[timm]'); or module:function, a "
+        "factory that returns an nn.Module."
+    ),
+]
+Kwargs = option(str | None, "timm models and factories: keyword arguments as JSON, e.g. '{\"drop_rate\": 0.1}'.")
 
 # The knobs (`config.KNOBS`): count, speed, and (the ablations) accuracy add. Default None: the
 # model's own value.
@@ -119,3 +127,8 @@ def sweep_options(given: dict) -> settings.SweepOptions:
 def knobs_of(given: dict, names=tuple(k.name for k in KNOBS)) -> dict:
     """The knobs `names` among a command's values `given`, for `config.build_config`."""
     return {name: given[name] for name in names}
+
+
+def network_of(given: dict):
+    """The model a command names (its `model`, `kwargs` and knobs among `given`), built."""
+    return build_network(given["model"], settings.parse_kwargs(given["kwargs"]), **knobs_of(given))

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from coatbench.config import CoAtNetConfig
+from coatbench.config import ExternalModel, Network
 from coatbench.errors import CoatbenchError
 from coatbench.measure.distributed import REPLICAS
 from coatbench.measure.local import device_ops, free_memory, peak_memory_bytes, reset_peak_memory, synchronize
 from coatbench.measure.ops import Ops, Schedule
-from coatbench.model import build_model
+from coatbench.networks import build
 from coatbench.results import Distributed, Env, Spec, Status
 from coatbench.settings import Budget, DdpOptions, Dtype, Execution, Mode
 
@@ -42,7 +42,7 @@ SYNTHETIC_INPUT = "randn images, randint labels, created once on the device"
 
 @dataclass(frozen=True)
 class Cell:
-    config: CoAtNetConfig
+    config: Network  # CoAtNet, or an external model (resolved: `networks.resolve`)
     mode: Mode
     batch_size: int  # per core
     dtype: Dtype = Dtype.BF16
@@ -113,7 +113,7 @@ def build_step(
     ops = ops or device_ops(device)
     config, batch = cell.config, cell.batch_size
     memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
-    model = (model or build_model(config, device)).to(memory_format=memory_format)
+    model = (model or build(config, device)).to(memory_format=memory_format)
     images = torch.randn(batch, 3, config.image_size, config.image_size, device=device)
     images = images.contiguous(memory_format=memory_format)
     if cell.execution is Execution.COMPILE_FOLDED_BN:
@@ -148,6 +148,8 @@ def build_step(
 
     else:
         model.train()
+        if config.num_classes is None:  # `networks.resolve` found no (batch, classes) output
+            raise ValueError(f"{config.name} gives no (batch, classes) logits at {config.image_size}px to train on")
         labels = torch.randint(0, config.num_classes, (batch,), device=device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
         scaler = torch.amp.GradScaler(device.type, enabled=cell.dtype is Dtype.FP16)
@@ -176,7 +178,9 @@ def compile_regions(model: torch.nn.Module, units: list[torch.nn.Module] | None 
     """
     torch._dynamo.reset()
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    for unit in units if units is not None else model.compile_units():
+    # a model of another source is compiled whole: its repeated parts are not known here
+    units = units if units is not None else getattr(model, "compile_units", lambda: [model])()
+    for unit in units:
         unit.compile(dynamic=False)
 
 
@@ -297,6 +301,12 @@ def time_blocks(blocks: Blocks, schedule: Schedule, batch_size: int, result: Mea
         result.samples.append(batch_size * result.block_steps / block)
 
 
+def _model_failure(cell: Cell, error: Exception) -> str:
+    first = (str(error).strip().splitlines() or [""])[0][:160]
+    size = cell.config.image_size
+    return f"{cell.config.name} failed at {cell.batch_size}x3x{size}x{size}: {type(error).__name__}: {first}"
+
+
 def measure(
     cell: Cell,
     device: torch.device,
@@ -333,12 +343,19 @@ def measure(
             result.message = window.problem
             result.status = Status.FAILED if window.fail else result.status
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
-        if not out_of_memory(error):
-            raise
-        result.status, result.message = Status.OOM, (str(error).splitlines() or ["out of memory"])[0][:200]
+        if out_of_memory(error):
+            result.status, result.message = Status.OOM, (str(error).splitlines() or ["out of memory"])[0][:200]
+        elif isinstance(cell.config, ExternalModel):  # its own failure (e.g. not at this size): a row says it
+            result.status, result.message = Status.FAILED, _model_failure(cell, error)
+        else:
+            raise  # in coatbench's own model: a bug, not a result
     except CellTimeout:
         result.status = Status.TIMEOUT
         result.message = f"exceeded {budget.timeout:.0f} s (after {blocks.steps if blocks else 0} steps)"
+    except Exception as error:
+        if not isinstance(cell.config, ExternalModel) or isinstance(error, CoatbenchError):
+            raise
+        result.status, result.message = Status.FAILED, _model_failure(cell, error)
     finally:
         del blocks
         free_memory(device)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from coatbench.config import CoAtNetConfig
-from coatbench.counting import ModelCount, count
+from coatbench.config import Network
+from coatbench.counting import ModelCount, UncountedModel, count
 from coatbench.errors import CoatbenchError
 from coatbench.files import check_writable
 from coatbench.measure.distributed import RANK_BLOCK_S, threads_per_rank
@@ -25,12 +25,13 @@ from coatbench.measure.harness import Cell, check_cell
 from coatbench.measure.local import resolve_device
 from coatbench.measure.machine import fingerprint, peak_tflops
 from coatbench.measure.xla import XlaOptions
+from coatbench.networks import resolve
 from coatbench.results import Env, Row, Status, read_rows, run_key
 from coatbench.run.child import ChildKind
 from coatbench.run.launch import Children, Launcher, xla_topology
 from coatbench.run.schedule import Slot, schedule
 from coatbench.settings import CPU_BUDGET, DEFAULT_BUDGET_S, Budget, Dtype, Mode, SweepOptions, Torchrun
-from coatbench.suite import Suite, load_suite
+from coatbench.suite import Suite
 
 GPU_BATCH_SIZES = (32, 64, 128, 256)
 # One size on a CPU: with rounds, per-core 1 and 2 of Table 8 did not fit the 10 minutes of the
@@ -99,10 +100,10 @@ class Plan:
 
 
 def make_plan(
-    configs: Sequence[CoAtNetConfig],
+    configs: Sequence[Network],
     asked: SweepOptions,
     *,
-    groups: Sequence[Sequence[CoAtNetConfig]] | None = None,
+    groups: Sequence[Sequence[Network]] | None = None,
     default_batch_sizes: Sequence[int] = GPU_BATCH_SIZES,
     suite: Suite | None = None,
 ) -> Plan:
@@ -111,8 +112,12 @@ def make_plan(
     (default: all configs, one group) are the settings whose cells are interleaved: the first
     config of each is its baseline. `suite`: whose claims and replicate rows the sweep follows.
     With `asked.resume`, only what that file does not hold yet, appended to it, and its sweep's
-    rounds go on. The file the rows go to is checked for writing before anything else."""
+    rounds go on. The file the rows go to is checked for writing before anything else; an external
+    model is checked and given its input size and classes (`networks.resolve`) before any cell."""
     check_writable(asked.resume or asked.out)
+    resolved = {config: resolve(config) for config in configs}
+    configs = list(resolved.values())
+    groups = None if groups is None else [[resolved[c] for c in group] for group in groups]
     rounds = asked.rounds.count
     target = resolve_device(asked.device)
     time_budget_s = DEFAULT_BUDGET_S[target.type] if asked.time_budget_s is None else asked.time_budget_s
@@ -179,7 +184,7 @@ def make_plan(
     for cell in cells:  # refuse a bad combination before the first cell runs
         check_cell(cell, target)
     groups = [list(configs)] if groups is None else groups
-    by_config: dict[CoAtNetConfig, list[Cell]] = {}
+    by_config: dict[Network, list[Cell]] = {}
     for cell in cells:
         by_config.setdefault(cell.config, []).append(cell)
     in_groups = tuple(
@@ -187,7 +192,7 @@ def make_plan(
     )
     seed = random.SystemRandom().randrange(2**31) if asked.seed is None else asked.seed
     sweep = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{seed}"
-    replicated = frozenset(suite.replicated) if suite is not None else frozenset()
+    replicated = frozenset(resolved[c] for c in suite.replicated) if suite is not None else frozenset()
     slots = schedule(in_groups, rounds, seed, warmup=target.type != "xla", replicated=replicated)
     xla = XlaOptions(strict=asked.strict, cache_dir=None if asked.xla_cache is None else str(asked.xla_cache))
     # The XLA cores are counted and named by children that the launcher starts (this process
@@ -248,13 +253,10 @@ def check_devices(
     return devices
 
 
-def plan_suite(suite_name: str, asked: SweepOptions) -> tuple[Suite, Plan]:
+def plan_suite(suite: Suite, asked: SweepOptions) -> Plan:
     """A suite's cells, in its modes, at its batch sizes unless `asked` names them."""
-    suite = load_suite(suite_name)
     asked = dataclasses.replace(asked, modes=tuple(suite.modes))
-    return suite, make_plan(
-        suite.configs, asked, groups=suite.groups, default_batch_sizes=suite.batch_sizes, suite=suite
-    )
+    return make_plan(suite.configs, asked, groups=suite.groups, default_batch_sizes=suite.batch_sizes, suite=suite)
 
 
 def skip_done(plan: Plan, rows: Sequence[Row], source: Path) -> Plan:
@@ -318,8 +320,11 @@ CPU_TFLOPS_PER_THREAD = 0.08
 GPU_FRACTION_OF_PEAK = 0.15
 
 
-def estimate_seconds(cell: Cell, counted: ModelCount, env: Env, budget: Budget) -> float:
-    """A rough wall-clock guess for one cell, for --dry-run."""
+def estimate_seconds(cell: Cell, counted: ModelCount | None, env: Env, budget: Budget) -> float:
+    """A rough wall-clock guess for one cell, for --dry-run (0 for a model that cannot be counted:
+    it fails at its first step)."""
+    if counted is None:
+        return 0.0
     flops = (counted.train_flops if cell.mode is Mode.TRAIN else counted.flops) * cell.batch_size
     peak = peak_tflops(env.device_name, cell.dtype.value) if env.device_type == "cuda" else None
     rate = (peak or 100.0) * GPU_FRACTION_OF_PEAK if env.device_type == "cuda" else CPU_TFLOPS_PER_THREAD * env.threads
@@ -332,10 +337,15 @@ def estimate_seconds(cell: Cell, counted: ModelCount, env: Env, budget: Budget) 
 def estimate(plan: Plan) -> list[tuple[Cell | None, int, float]]:
     """Each cell of `plan` (and each A/A copy: replicate 1) with a rough guess of its seconds over
     the planned rounds (from MACs, not a measurement); the warm-up copies together, as cell None."""
-    counts: dict[CoAtNetConfig, ModelCount] = {}
+    counts: dict[Network, ModelCount | None] = {}
     seconds: dict[tuple[Cell | None, int], float] = {}
     for slot in plan.slots:
-        counted = counts.setdefault(slot.cell.config, count(slot.cell.config))
+        if slot.cell.config not in counts:
+            try:
+                counts[slot.cell.config] = count(slot.cell.config)
+            except UncountedModel:
+                counts[slot.cell.config] = None
+        counted = counts[slot.cell.config]
         guess = estimate_seconds(slot.cell, counted, plan.env, plan.budget_of(slot))
         key = (slot.cell, slot.replicate) if slot.timed else (None, 0)
         seconds[key] = seconds.get(key, 0.0) + guess

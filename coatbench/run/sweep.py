@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from coatbench.accuracy import Accuracies
-from coatbench.counting import ModelCount, count
+from coatbench.counting import ModelCount, UncountedModel, count
 from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import WriteError
 from coatbench.measure.harness import PEAK_MEMORY_METHOD, Cell, Measurement
@@ -46,7 +46,7 @@ from coatbench.settings import Mode
 def make_row(
     cell: Cell,
     result: Measurement,
-    counted: ModelCount,
+    counted: ModelCount | None,  # None: an external model that does not run at its size (`UncountedModel`)
     env: Env,
     notes: Sequence[str] = (),
     trial: Trial | None = None,
@@ -55,7 +55,18 @@ def make_row(
     where the run sat in its sweep, and what the sweep scaled down (so that every report made
     from it can say so)."""
     devices = env.device_count
-    counted_size = ModelSize(counted.params, counted.macs, counted.flops, counted.train_flops)
+    counted_size = (
+        None
+        if counted is None
+        else ModelSize(
+            counted.params,
+            counted.macs,
+            counted.flops,
+            counted.train_flops,
+            counted.uncounted_ops,
+            counted.architecture,
+        )
+    )
     row = Row(
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         status=result.status,
@@ -75,13 +86,16 @@ def make_row(
     )
     if not result.samples:
         return row
-    flops_per_image = counted_size.train_flops if cell.mode is Mode.TRAIN else counted_size.flops
     throughput = Throughput.of(result.samples, cell.batch_size, devices)
-    peak = peak_tflops(env.device_name, cell.dtype.value)
+    compute = None
+    if counted_size is not None:
+        flops_per_image = counted_size.train_flops if cell.mode is Mode.TRAIN else counted_size.flops
+        peak = peak_tflops(env.device_name, cell.dtype.value)
+        compute = Compute.of(throughput.images_per_s, devices, flops_per_image, peak, cell.dtype.value, env.device_name)
     return dataclasses.replace(
         row,
         throughput=throughput,
-        compute=Compute.of(throughput.images_per_s, devices, flops_per_image, peak, cell.dtype.value, env.device_name),
+        compute=compute,
         memory=Memory(result.peak_memory_bytes, None if result.peak_memory_bytes is None else PEAK_MEMORY_METHOD),
     )
 
@@ -181,7 +195,7 @@ class _Sweeping:
         self.plan, self.progress, self.launcher, self.speaks = plan, progress, launcher, speaks
         # Counted before any worker starts: counting takes the CPU for seconds, and a worker
         # measuring meanwhile would time the two together.
-        self.counts = {config: count(config) for config in dict.fromkeys(c.config for c in plan.cells)}
+        self.counts = {config: count_or_none(config) for config in dict.fromkeys(c.config for c in plan.cells)}
         self.result, self.costs, self.timed = SweepResult(), _Costs(), 0
         oom = {run_key(r.env, r.spec) for r in plan.previous if r.status is Status.OOM}
         self.out_of_memory = {c for c in plan.cells if run_key(plan.env_of(c), c.spec(plan.env_of(c))) in oom}
@@ -247,6 +261,15 @@ class _Sweeping:
         self.result.rows.append(row)
         self.progress.on_done(self.timed, slot.cell, row)
         self.timed += 1
+
+
+def count_or_none(config) -> ModelCount | None:
+    """`config` counted, or None for an external model that does not run at its input size: its
+    cells are measured all the same, and fail with the model's own error in their rows."""
+    try:
+        return count(config)
+    except UncountedModel:
+        return None
 
 
 def next_round(

@@ -18,6 +18,7 @@ from coatbench.errors import CoatbenchError
 from coatbench.files import write_atomically
 from coatbench.report import (
     ORDER_TOLERANCE,
+    SHOWN_DIFFERENCES,
     AAResult,
     AAState,
     CellVerdict,
@@ -258,7 +259,16 @@ def verdict_lines(report: Report) -> list[str]:
             f"{v.claim.text} [{v.setting}]: claimed: {faster} {claimed} faster; measured, the variant against the "
             f"baseline {where}: {cells}"
         )
+        if v.differences:
+            lines.append(f"  {v.variant} differs from the baseline in: {differences_text(v.differences)}")
     return lines
+
+
+def differences_text(found) -> str:
+    """ "norm bn -> ln; params 24.40M -> 24.39M" (the first few, then how many more)."""
+    shown = [f"{d.what} {d.baseline} -> {d.variant}" for d in found[:SHOWN_DIFFERENCES]]
+    more = len(found) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more (--format json lists them)" if more else "")
 
 
 def all_notes(reports: Sequence[Report]) -> list[str]:
@@ -402,6 +412,7 @@ def to_json(reports: Sequence[Report]) -> str:
             "mode": v.mode,
             "summary": [{"word": w.value, "batch_per_core": list(b)} for w, b in v.summary],
             "summary_text": summary_text(v, report.batch_sizes),
+            "differences": [dataclasses.asdict(d) for d in v.differences],
             "per_batch": [
                 {
                     "batch_per_core": c.batch,
