@@ -82,7 +82,7 @@ def test_one_plan_gives_the_same_rows_inline_in_a_worker_and_on_two_ranks(tmp_pa
     def plan(devices: list[int], name: str):
         asked = SweepOptions(device=DeviceKind.CPU, batch_sizes=[2], devices=devices, rounds=Rounds(1), seed=5,
                              min_time=0.05, max_time=0.2, out=tmp_path / f"{name}.jsonl")  # fmt: skip
-        return make_plan([build_config("coatnet-0", image_size=64)], asked)
+        return make_plan([build_config("coatnet-0", image_size=32, layout="1,1,1,1,1", num_classes=10)], asked)
 
     inline = run_sweep(
         plan([1], "inline"), launcher=Inline(lambda cell, budget: measure(cell, torch.device("cpu"), budget))
