@@ -570,6 +570,7 @@ def pending(suite: Suite, rows: Sequence[Row], accuracies: Accuracies) -> list[P
     Host-bound cells get no more rounds (on the H200 one took 40 rounds of a 9-minute budget,
     results/h200/README.md)."""
     found = []
+    suite = suite.measured_as([r.spec.network for r in rows])  # its networks as the sweep's cells name them
     for report in build_reports(suite, rows, accuracies):
         for verdict in report.verdicts:
             setting = next(s for s in suite.settings if s.name == verdict.setting)
