@@ -344,8 +344,8 @@ def build_network(model: str = "coatnet-2", kwargs: Mapping[str, Any] | None = N
         return build_config(model, **knobs)
     given = {k: v for k, v in knobs.items() if v is not None and k != "image_size"}
     if given:
-        options = ", ".join(_BY_NAME[k].option for k in given)
-        raise CoatbenchError(f"{options}: the knobs are the paper's CoAtNet's; for {model} pass kwargs instead")
+        named = ", ".join(f"{k} ({_BY_NAME[k].option})" for k in given)  # a suite's field, the CLI's option
+        raise CoatbenchError(f"{named}: a knob of the paper's CoAtNet; for {model} pass kwargs instead")
     image_size = knobs.get("image_size")
     return external_model(model, kwargs, None if image_size is None else _BY_NAME["image_size"].parse(image_size))
 

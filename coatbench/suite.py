@@ -254,7 +254,10 @@ def _setting(s, where: str) -> Setting:
         knobs = _knobs(entry)
         model = _typed(entry.get("model", s["model"]), str, f"{where}, row {i + 1}: model")
         kwargs = _typed(entry.get("kwargs", {}), dict, f"{where}, row {i + 1}: kwargs")
-        config = build_network(model, kwargs, image_size=image_size, **dict(knobs))
+        try:
+            config = build_network(model, kwargs, image_size=image_size, **dict(knobs))
+        except CoatbenchError as error:  # said of the row that asks for it
+            raise CoatbenchError(f"{where}, row {i + 1}: {error}") from None
         replicate = _typed(entry.get("replicate", False), bool, f"{where}, row {i + 1}: replicate")
         named = variant_name(config.spec()) + (" (A/A)" if replicate else "")
         label = _typed(entry.get("label", named), str, f"{where}, row {i + 1}: label")

@@ -2,23 +2,18 @@
 named `test_external:<function>` (this folder is put on the subprocesses' PYTHONPATH)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, coatbench, one_claim_verdict
 from torch import nn
 
 from coatbench.accuracy import load as load_accuracies
 from coatbench.config import ExternalModel, build_network, external_model, network_problem
 from coatbench.counting import count
 from coatbench.networks import resolve
-from coatbench.report import Word, build_reports
-from coatbench.results import Status, read_rows
+from coatbench.report import pending
+from coatbench.results import Status, network_key, read_rows
 from coatbench.suite import load_suite
 
-HERE = Path(__file__).resolve().parent
 QUICK = ["--device", "cpu", "--batch-sizes", "2", "--min-time", "0.05", "--max-time", "0.2"]
 
 
@@ -56,13 +51,6 @@ def fixed_size_net() -> nn.Module:
 
 def not_a_module():
     return {"weights": 1}
-
-
-def coatbench(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(
-        [sys.executable, "-m", "coatbench", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
-    )
 
 
 def test_a_factory_is_resolved_to_its_input_size_and_output_width():
@@ -114,10 +102,9 @@ batch_sizes = [2]
 [[settings]]
 name = "widths"
 model = "test_external:tiny_net"
-image_size = 32
 rows = [
-  { label = "narrow", kwargs = { width = 4 } },
-  { label = "wide", kwargs = { width = 32 } },
+  { label = "narrow", kwargs = { width = 8 } },
+  { label = "wide", kwargs = { width = 9 } },
 ]
 [[claims]]
 text = "the narrow net is faster"
@@ -128,23 +115,23 @@ min = 0.0
 
 
 def test_a_suite_of_two_factory_rows_gets_a_verdict_that_names_what_differs(tmp_path):
-    suite_file, out = tmp_path / "widths.toml", tmp_path / "rows.jsonl"
-    suite_file.write_text(SUITE)
-    result = coatbench("run", str(suite_file), *QUICK[:2], "--min-time", "0.05", "--max-time", "0.2",
-                       "--rounds", "2", "--out", str(out))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (report,) = build_reports(load_suite(str(suite_file)), read_rows(out), load_accuracies([]))
-    (verdict,) = report.verdicts
-    assert verdict.per_batch[0].word in set(Word) and verdict.per_batch[0].change is not None
+    verdict, out, suite_file = one_claim_verdict(tmp_path, SUITE, "--min-time", "0.05", "--max-time", "0.2")
     differs = {d.what: (d.baseline, d.variant) for d in verdict.differences}
-    assert differs["kwargs"] == ('{"width": 4}', '{"width": 32}')
-    assert differs["kwargs.width"] == ("4", "32")
+    assert differs["kwargs"] == ('{"width": 8}', '{"width": 9}')
+    assert differs["kwargs.width"] == ("8", "9")
     assert "params" in differs
+    # --rounds auto asks which cells to measure again: the suite leaves the input size to the model
+    # (224), and the pending cells must name the networks as the rows do (else no cell is picked)
+    rows = read_rows(out)
+    measured = {network_key(r.spec.network) for r in rows}
+    waiting = pending(load_suite(str(suite_file)), rows, load_accuracies([]))
+    assert waiting, "a 1-channel difference is not resolved in 2 rounds"
+    assert all(network in measured for p in waiting for network in p.networks)
     shown = coatbench("report", str(out), "--suite", str(suite_file))
     assert shown.returncode == 0, shown.stderr
     assert "wide differs from the baseline in: params" in " ".join(shown.stdout.split())
     as_json = json.loads(coatbench("report", str(out), "--suite", str(suite_file), "--format", "json").stdout)
-    assert {"what": "kwargs.width", "baseline": "4", "variant": "32"} in as_json["reports"][0]["verdicts"][0][
+    assert {"what": "kwargs.width", "baseline": "8", "variant": "9"} in as_json["reports"][0]["verdicts"][0][
         "differences"
     ]
 
@@ -163,6 +150,24 @@ def test_bad_factories_and_kwargs_get_one_line_each():
     ]
     for args, needles in cases:
         assert_one_line_error(coatbench(*args), *needles)
+
+
+BAD_ROWS = [
+    ("kwargs = 3", ["kwargs must be a table"]),
+    ("model = 'timm:'", ["invalid timm model"]),
+    ("model = 'not a model'", ["unknown model"]),
+    ("head_size = 64", ["head_size", "pass kwargs instead"]),
+    ("kwargs = { width = 4 }, model = 'coatnet-0'", ["kwargs are for timm models and factories"]),
+]
+
+
+def test_a_suite_row_with_a_bad_model_or_kwargs_gets_one_line(tmp_path):
+    for i, (fields, needles) in enumerate(BAD_ROWS):
+        suite = tmp_path / f"bad{i}.toml"
+        suite.write_text(f"[[settings]]\nname = 'x'\nmodel = 'test_external:tiny_net'\nrows = [{{ {fields} }}]\n")
+        before = suite.read_text()
+        assert_one_line_error(coatbench("run", str(suite), "--device", "cpu"), "row 1", *needles)
+        assert suite.read_text() == before and sorted(p.name for p in tmp_path.iterdir())[-1] == suite.name
 
 
 def test_a_row_of_an_external_model_is_checked_on_read():

@@ -4,17 +4,13 @@ They need timm and a torchvision built for this torch: `.ci/run` runs them in it
 (PyPI's torch 2.9.0, torch_xla, timm), with `-m "xla or timm"`."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, coatbench, one_claim_verdict
 
-from coatbench.accuracy import load as load_accuracies
 from coatbench.config import build_network
 from coatbench.counting import count
 from coatbench.networks import resolve
-from coatbench.report import Word, build_reports
 from coatbench.results import Status, read_rows
 from coatbench.suite import load_suite
 
@@ -22,10 +18,6 @@ pytestmark = pytest.mark.timm
 timm = pytest.importorskip("timm")
 
 QUICK = ["--device", "cpu", "--batch-sizes", "2", "--min-time", "0.05", "--max-time", "0.3"]
-
-
-def coatbench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coatbench", *args], capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_coatnet", "test_vit", "resnet10t"])
@@ -80,14 +72,7 @@ min = 0.0
 
 
 def test_a_two_row_timm_suite_gets_a_verdict_and_says_what_differs(tmp_path):
-    suite_file, out = tmp_path / "norms.toml", tmp_path / "rows.jsonl"
-    suite_file.write_text(SUITE)
-    result = coatbench("run", str(suite_file), *QUICK[:2], "--min-time", "0.05", "--max-time", "0.3",
-                       "--rounds", "2", "--out", str(out))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (report,) = build_reports(load_suite(str(suite_file)), read_rows(out), load_accuracies([]))
-    (verdict,) = report.verdicts
-    assert verdict.per_batch[0].word in set(Word) and verdict.per_batch[0].change is not None
+    verdict, out, suite_file = one_claim_verdict(tmp_path, SUITE, "--min-time", "0.05", "--max-time", "0.3")
     differs = {d.what: (d.baseline, d.variant) for d in verdict.differences}
     assert differs["model"] == ("timm:test_efficientnet", "timm:test_efficientnet_ln")
     assert any(what.startswith("modules.") and "Norm" in what for what in differs), differs
