@@ -289,3 +289,12 @@ def count_module(network: ExternalModel, *, train: bool = True) -> ModelCount:
         counter=counter_name(),
         architecture=architecture(network, model),
     )
+
+
+def count_or_none(config: Network) -> ModelCount | None:
+    """`config` counted, or None for an external model that does not run at its input size: its
+    cells are measured all the same, and fail with the model's own error in their rows."""
+    try:
+        return count(config)
+    except UncountedModel:
+        return None

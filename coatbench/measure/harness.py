@@ -342,20 +342,18 @@ def measure(
             result.xla = window.info
             result.message = window.problem
             result.status = Status.FAILED if window.fail else result.status
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
-        if out_of_memory(error):
-            result.status, result.message = Status.OOM, (str(error).splitlines() or ["out of memory"])[0][:200]
-        elif isinstance(cell.config, ExternalModel):  # its own failure (e.g. not at this size): a row says it
-            result.status, result.message = Status.FAILED, _model_failure(cell, error)
-        else:
-            raise  # in coatbench's own model: a bug, not a result
     except CellTimeout:
         result.status = Status.TIMEOUT
         result.message = f"exceeded {budget.timeout:.0f} s (after {blocks.steps if blocks else 0} steps)"
     except Exception as error:
-        if not isinstance(cell.config, ExternalModel) or isinstance(error, CoatbenchError):
+        if isinstance(error, (MemoryError, RuntimeError)) and out_of_memory(error):  # torch's OOM is a RuntimeError
+            result.status, result.message = Status.OOM, (str(error).splitlines() or ["out of memory"])[0][:200]
+        elif isinstance(cell.config, ExternalModel) and not isinstance(error, CoatbenchError):
+            # an external model's own failure (e.g. not at this size) is a row; in coatbench's own
+            # model, a bug, not a result
+            result.status, result.message = Status.FAILED, _model_failure(cell, error)
+        else:
             raise
-        result.status, result.message = Status.FAILED, _model_failure(cell, error)
     finally:
         del blocks
         free_memory(device)

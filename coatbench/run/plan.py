@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from coatbench.config import Network
-from coatbench.counting import ModelCount, UncountedModel, count
+from coatbench.counting import ModelCount, count_or_none
 from coatbench.errors import CoatbenchError
 from coatbench.files import check_writable
 from coatbench.measure.distributed import RANK_BLOCK_S, threads_per_rank
@@ -341,10 +341,7 @@ def estimate(plan: Plan) -> list[tuple[Cell | None, int, float]]:
     seconds: dict[tuple[Cell | None, int], float] = {}
     for slot in plan.slots:
         if slot.cell.config not in counts:
-            try:
-                counts[slot.cell.config] = count(slot.cell.config)
-            except UncountedModel:
-                counts[slot.cell.config] = None
+            counts[slot.cell.config] = count_or_none(slot.cell.config)
         counted = counts[slot.cell.config]
         guess = estimate_seconds(slot.cell, counted, plan.env, plan.budget_of(slot))
         key = (slot.cell, slot.replicate) if slot.timed else (None, 0)

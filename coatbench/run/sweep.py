@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from coatbench.accuracy import Accuracies
-from coatbench.counting import ModelCount, UncountedModel, count
+from coatbench.counting import ModelCount, count_or_none
 from coatbench.errors import CoatbenchError, Interrupted
 from coatbench.files import WriteError
 from coatbench.measure.harness import PEAK_MEMORY_METHOD, Cell, Measurement
@@ -261,15 +261,6 @@ class _Sweeping:
         self.result.rows.append(row)
         self.progress.on_done(self.timed, slot.cell, row)
         self.timed += 1
-
-
-def count_or_none(config) -> ModelCount | None:
-    """`config` counted, or None for an external model that does not run at its input size: its
-    cells are measured all the same, and fail with the model's own error in their rows."""
-    try:
-        return count(config)
-    except UncountedModel:
-        return None
 
 
 def next_round(
