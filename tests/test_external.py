@@ -95,6 +95,23 @@ def test_a_model_whose_forward_fails_at_the_asked_size_is_a_failed_row(tmp_path)
     assert all(r.model_size is None for r in rows)  # nothing to count either: not a zero
 
 
+def test_a_factory_runs_on_two_gloo_ranks_and_compares_with_itself(tmp_path):
+    out = tmp_path / "two.jsonl"
+    args = ["speed", "test_external:tiny_net", "--image-size", "32", "--mode", "train", "--devices", "2"]
+    result = coatbench(*args, *QUICK, "--rounds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    two = [r for r in rows if r.spec.devices == 2]
+    assert two and all(r.status is Status.OK for r in rows), [r.message for r in rows]
+    assert all(r.spec.network["model"] == "test_external:tiny_net" for r in rows)
+    assert all(r.distributed.world_size == 2 and r.distributed.backend == "gloo" for r in two)
+    # compare matches a factory's cells across files as it does the paper's models'
+    compared = coatbench("compare", str(out), str(out), "--format", "json")
+    assert compared.returncode == 0, compared.stderr
+    names = {bench["name"] for bench in json.loads(compared.stdout)}
+    assert any("test_external:tiny_net" in name for name in names), names
+
+
 SUITE = """
 description = "two widths of one factory"
 modes = ["infer"]

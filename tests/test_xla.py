@@ -9,10 +9,12 @@ pytestmark = pytest.mark.xla
 torch_xla = pytest.importorskip("torch_xla")
 
 import torch  # noqa: E402
+from conftest import coatbench  # noqa: E402
 
 from coatbench.config import build_config  # noqa: E402
 from coatbench.measure.harness import Cell, measure  # noqa: E402
 from coatbench.measure.xla import LockStep, XlaOps, XlaOptions  # noqa: E402
+from coatbench.results import read_rows  # noqa: E402
 from coatbench.settings import Dtype, Mode  # noqa: E402
 
 TINY = ["coatnet-0", "--image-size", "32", "--layout", "1,1,1,1,1", "--num-classes", "10"]
@@ -99,20 +101,26 @@ def test_installed_pair_is_accepted():
     xla.check_install()  # this venv: torch 2.9.0 + torch_xla 2.9.0
 
 
-def test_resume_of_an_xla_sweep_measures_nothing_again(cli, tmp_path):
+def test_resume_of_an_xla_sweep_measures_nothing_again(tmp_path):
     """The rows of an XLA sweep name the devices its workers saw (XLA:CPU x2); resuming must
-    key the plan's cells the same way, or every cell would be measured again."""
+    key the plan's cells the same way, or every cell would be measured again. Its second
+    setting is a factory's model (tests/test_external.py): any model runs on XLA alike."""
     suite = tmp_path / "one.toml"
     suite.write_text(
         'modes = ["infer"]\nbatch_sizes = [2]\n[[settings]]\nname = "x"\nmodel = "coatnet-0"\n'
         'image_size = 32\nrows = [{ layout = "1,1,1,1,1" }]\n'
+        '[[settings]]\nname = "factory"\nmodel = "test_external:tiny_net"\nimage_size = 32\nrows = [{}]\n'
     )
     out = tmp_path / "xla.jsonl"
-    first = cli("run", str(suite), "--device", "xla", "--rounds", "1", "--out", str(out), "--quiet")
+    first = coatbench("run", str(suite), "--device", "xla", "--rounds", "1", "--out", str(out), "--quiet")
     assert first.returncode == 0, first.stderr[-3000:]
     measured = out.read_text()
-    assert measured.count("\n") == 2 and measured.count('"status":"ok"') == 2  # the cell first and last
-    again = cli("run", str(suite), "--device", "xla", "--rounds", "1", "--resume", str(out))
+    # each setting's cell first and last (its A/A copy)
+    assert measured.count("\n") == 4 and measured.count('"status":"ok"') == 4, measured
+    rows = read_rows(out)
+    assert {r.spec.network["model"] for r in rows} == {"coatnet-0", "test_external:tiny_net"}
+    assert all(r.spec.devices == 2 and r.xla["compiles_in_window"] == 0 for r in rows)
+    again = coatbench("run", str(suite), "--device", "xla", "--rounds", "1", "--resume", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "2 of 2 measurements already there" in again.stderr + again.stdout
+    assert "4 of 4 measurements already there" in again.stderr + again.stdout
     assert out.read_text() == measured  # nothing measured, nothing appended
