@@ -251,7 +251,8 @@ def test_ab_runs_each_revision_from_its_own_tree_interleaved(cli, tmp_path):
     git("commit", "-qm", "A")
     suite.write_text(f"{head}rows = [\n{rows}  {tiny}, rel_attn = false }},\n]\n")
     git("commit", "-qam", "B: one row more")
-    result = cli("ab", "HEAD~1", "HEAD", "ci-cpu", "--rounds", "2", "--device", "cpu", "--format", "markdown", cwd=repo)
+    quick = ["--rounds", "2", "--device", "cpu", "--max-time", "1", "--format", "markdown"]  # 1 s timed a cell, not 6
+    result = cli("ab", "HEAD~1", "HEAD", "ci-cpu", *quick, cwd=repo)
     assert result.returncode in (0, 1), result.stderr
     assert result.stderr.splitlines() == ["round 1/2: A", "round 1/2: B", "round 2/2: B", "round 2/2: A"]
     cells = [line for line in result.stdout.splitlines() if line.startswith("| coatnet-0")]

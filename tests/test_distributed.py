@@ -193,18 +193,18 @@ def test_one_device_cells_of_a_sweep_on_several_devices_are_timed_in_blocks_as_l
     """X_1 and X_N in blocks alike: a short block reads slow by the launch latency at its start."""
     from coatbench.measure.distributed import RANK_BLOCK_S
 
-    def plan(devices):
-        return make_plan(
-            [build_config("coatnet-0", image_size=64)],
-            SweepOptions(
-                device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=devices, out=tmp_path / "x.jsonl"
-            ),
-        )
+    def plan(devices, max_time=None):
+        asked = SweepOptions(device=DeviceKind.CPU, modes=[Mode.TRAIN], batch_sizes=[2], devices=devices,
+                             max_time=max_time, out=tmp_path / "x.jsonl")  # fmt: skip
+        return make_plan([build_config("coatnet-0", image_size=64)], asked)
 
     alone, several = plan([1]), plan([2])
     assert alone.budget.block_time < RANK_BLOCK_S <= several.budget.block_time
     one = next(slot for slot in several.slots if slot.timed and slot.cell.devices == 1)
     assert several.budget_of(one).block_time >= RANK_BLOCK_S
+    # but no longer than the cell's --max-time allows for its minimum blocks
+    short = plan([2], max_time=1.0)
+    assert short.budget.block_time == pytest.approx(1.0 / short.budget.min_samples)
 
 
 def test_the_table8_report_shows_e_for_each_row_on_several_devices(tmp_path):
@@ -249,15 +249,19 @@ def test_a_plan_on_several_devices_keeps_one_device_and_shares_the_cores(tmp_pat
 
 def test_torchrun_runs_coatbench_as_two_nodes_through_the_c10d_rendezvous(tmp_path):
     # Two torchrun agents on this host, one rank each, meeting at a c10d rendezvous: what two
-    # hosts do. Each rank runs the sweep; rank 0 saves the rows.
+    # hosts do. Each rank runs the sweep; rank 0 saves the rows. Each agent is given CPUs of its
+    # own, as a host would be (with every CPU each, the two ranks' threads ran 10x slower).
     out = tmp_path / "nodes.jsonl"
     env = fault_env()
     port = 29400 + os.getpid() % 500
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "nodes",
                "-m", "coatbench", "speed", *TINY[:-2], "--mode", "train", "--out", str(out)]  # fmt: skip
-    agents = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for _ in range(2)]  # fmt: skip
+    cpus = sorted(os.sched_getaffinity(0))
+    halves = [cpus[: max(1, len(cpus) // 2)], cpus[len(cpus) // 2 :] or cpus]
+    agents = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda half=half: os.sched_setaffinity(0, half))
+              for half in halves]  # fmt: skip
     logs = [agent.communicate(timeout=300)[0] for agent in agents]
     assert [agent.returncode for agent in agents] == [0, 0], logs
     rows = by_devices(out)

@@ -34,13 +34,20 @@ import torch.distributed as dist
 from coatbench.errors import CoatbenchError
 from coatbench.measure.machine import device_name
 from coatbench.results import Distributed
-from coatbench.settings import DdpOptions
+from coatbench.settings import Budget, DdpOptions
 
 WINDOW_METHOD = (
     "all ranks' images / (latest end - earliest start) of each block, the ranks started by a barrier; "
     "a rank's start = its end - the device's own time for the block (CUDA events on a GPU)"
 )
-RANK_BLOCK_S = 1.0  # a timed block of several ranks lasts this long at least
+RANK_BLOCK_S = 1.0  # a timed block of several ranks lasts this long at least (`rank_block_time`)
+
+
+def rank_block_time(budget: Budget) -> float:
+    """The shortest timed block of several ranks: RANK_BLOCK_S, or less where the cell's timed
+    seconds (`--max-time`) would not hold its minimum blocks of that length, so that a cell
+    never times longer than it was given."""
+    return min(RANK_BLOCK_S, budget.max_time / budget.min_samples)
 
 
 REPLICAS = "independent replicas"  # inference on several devices: no communication between steps
@@ -83,8 +90,11 @@ def timing_group():
 
 
 def threads_per_rank(local_ranks: int) -> int:
-    """The CPU threads each of `local_ranks` ranks on this host gets (`join`)."""
-    return max(1, (os.cpu_count() or 1) // local_ranks)
+    """The CPU threads each of `local_ranks` ranks on this host gets (`join`): a share of the CPUs
+    this process may run on (its affinity), not of the host's, which a container or a `taskset`
+    may not give it: more threads than CPUs make gloo's ranks wait on each other's threads."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, usable // local_ranks)
 
 
 class AgreedSchedule:
@@ -92,13 +102,14 @@ class AgreedSchedule:
     together (each rank's own clock would decide slightly differently, and a rank that left the
     loop early would leave the others waiting in a collective)."""
 
-    def __init__(self, schedule, agree: Callable):
+    def __init__(self, schedule, agree: Callable, budget: Budget):
         self.inner, self.agree, self.timeout = schedule, agree, schedule.timeout
+        self.min_block_s = rank_block_time(budget)
 
     def block_steps(self, step_s: float) -> int:
-        # at least RANK_BLOCK_S a block: the barrier, the gathers and the decisions between
-        # blocks leave the devices idle, and the ranks' edges (barrier skew) count once a block
-        return int(self.agree(max(self.inner.block_steps(step_s), math.ceil(RANK_BLOCK_S / step_s))))
+        # long blocks: the barrier, the gathers and the decisions between blocks leave the
+        # devices idle, and the ranks' edges (barrier skew) count once a block
+        return int(self.agree(max(self.inner.block_steps(step_s), math.ceil(self.min_block_s / step_s))))
 
     def warmup_over(self, blocks: int, elapsed_s: float) -> bool:
         return bool(self.agree(self.inner.warmup_over(blocks, elapsed_s)))
@@ -121,7 +132,7 @@ class RankOps:
         self.rank_seconds: list[list[float]] = []  # per timed block: each rank's own seconds
 
     def schedule(self, budget) -> AgreedSchedule:
-        return AgreedSchedule(self.inner.schedule(budget), self.agree)
+        return AgreedSchedule(self.inner.schedule(budget), self.agree, budget)
 
     def agree(self, value: float) -> float:
         """Rank 0's `value`, on every rank."""

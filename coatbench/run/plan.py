@@ -20,7 +20,7 @@ from coatbench.config import Network
 from coatbench.counting import ModelCount, count_or_none
 from coatbench.errors import CoatbenchError
 from coatbench.files import check_writable
-from coatbench.measure.distributed import RANK_BLOCK_S, threads_per_rank
+from coatbench.measure.distributed import rank_block_time, threads_per_rank
 from coatbench.measure.harness import Cell, check_cell
 from coatbench.measure.local import resolve_device
 from coatbench.measure.machine import fingerprint, peak_tflops
@@ -164,7 +164,7 @@ def make_plan(
         # Every cell's blocks as long as a block of several ranks: E divides X_N by X_1, and a
         # short block reads slow by the launch latency at its start (in results/h200x2, blocks of
         # 2 compiled steps on one GPU read 3% under the plain loop), which would lift E.
-        budget = dataclasses.replace(budget, block_time=max(budget.block_time, RANK_BLOCK_S))
+        budget = dataclasses.replace(budget, block_time=max(budget.block_time, rank_block_time(budget)))
     # XLA picks its own layouts: a memory format means nothing there
     channels_last = asked.channels_last and target.type != "xla"
     cells = tuple(
