@@ -397,6 +397,7 @@ def test_the_html_report_is_one_self_contained_page(cli):
             self.tables += tag == "table"
             if tag == "img":
                 self.images.append(attrs.get("src", ""))
+                self.tables_before_image = self.tables
             self.references += [v for k, v in attrs.items() if k in ("src", "href") and not v.startswith("data:")]
             self._in = tag
 
@@ -411,8 +412,34 @@ def test_the_html_report_is_one_self_contained_page(cli):
     claims = [h for h in page.headings if h.startswith("Claims")]
     assert len(claims) == 2 and page.tables == 2 * 3 + 1  # eager and compiled: claims, train, infer; environment
     assert len(page.images) == 1 and base64.b64decode(page.images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.tables_before_image == 0  # the decision figure first, above the tables
     assert page.references == []  # self-contained: nothing to fetch, nothing to break
     assert "Environment" in page.headings and "How it was made" in page.headings
+
+
+def test_the_decision_figure_puts_the_claim_up_and_clips_what_wanders(table8):
+    """On results/h200/table8.jsonl: the BN claim is drawn as BN's speed-up over LN (up: the claim
+    holds), and a host-bound point of +-106% neither sets the axis nor vanishes: it sits at the
+    edge; with no commit named by the rows the title names none (no "unknown")."""
+    from coatbench.views.report import claim_limits, claim_points, figure
+
+    root = Path(__file__).resolve().parents[1] / "results" / "h200"
+    (report,) = build_reports(table8, read_rows(root / "table8.jsonl"), load())
+    ln = next(v for v in report.verdicts if (v.variant, v.setting, v.mode) == ("LN", "ImageNet-1K", "infer"))
+    points = {p.batch: p for p in claim_points(ln)}
+    cell = {c.batch: c for c in ln.per_batch}[256]
+    assert cell.change.change < 0 and points[256].speedup == pytest.approx(100 * (1 / (1 + cell.change.change) - 1))
+    assert points[256].steady and not points[32].steady and points[32].high - points[32].low > 100
+    # the panel holds both modes: its range is the claimed range (to 20%) and their steady points
+    both = [p for v in report.verdicts if (v.claim, v.setting) == (ln.claim, ln.setting) for p in claim_points(v)]
+    low, high = claim_limits(ln.claim, both)
+    assert low < 0 and 20 < high < 40  # not the +-106% of the host-bound point
+    fig = figure([report])
+    (axis,) = [a for a in fig.axes if a.get_title().startswith("BatchNorm") and a.get_title().endswith("\nImageNet-1K")]
+    assert axis.get_ylim() == pytest.approx((low, high))
+    assert "coatbench 7bfb25b" in fig.get_suptitle()
+    unnamed = figure(build_reports(table8, rows_for(table8, {}), load()))
+    assert "unknown" not in unnamed.get_suptitle()
 
 
 @pytest.mark.parametrize("hardware", ["h200", "h100", "cpu", "h200x2"])

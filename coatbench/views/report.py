@@ -8,11 +8,10 @@ import io
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from coatbench.errors import CoatbenchError
 from coatbench.files import write_atomically
@@ -28,6 +27,7 @@ from coatbench.report import (
     Verdict,
     Word,
     claimed_change,
+    claimed_speedup,
     disagreements,
     format_batches,
 )
@@ -499,13 +499,124 @@ def claim_panels(reports: Sequence[Report]) -> dict[tuple[str, str, str], list[t
     return panels
 
 
-def claimed_band(claim, limits: tuple[float, float]) -> tuple[float, float]:
-    """The claimed range as the variant's change against its baseline, in %, for shading; an
-    open-ended claim ("at least 5%") runs to the edge of the panel (`limits`)."""
-    as_change = (lambda x: x) if claim.faster == "variant" else (lambda x: 1 / (1 + x) - 1)
-    bound = 100 * as_change(claim.low)
-    other = 100 * as_change(claim.high) if claim.high is not None else (limits[1] if bound > 0 else limits[0])
-    return min(bound, other), max(bound, other)
+# A point whose interval is wider than this (percentage points either side), or host-bound, or
+# without an interval, does not set a panel's axis: it is drawn at the edge if outside, and marked.
+STEADY_HALF_WIDTH = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimPoint:
+    """One per-core batch of a verdict on the decision figure: the claimed side's speed-up in %
+    (up = the claim holds), its interval, and its verdict."""
+
+    batch: int
+    speedup: float
+    low: float  # NaN: no interval
+    high: float
+    word: Word
+    host_bound: bool
+
+    @property
+    def steady(self) -> bool:
+        return not self.host_bound and math.isfinite(self.low) and (self.high - self.low) / 2 <= STEADY_HALF_WIDTH
+
+
+def claim_points(verdict: Verdict) -> list[ClaimPoint]:
+    """The measured cells of `verdict`, as the claimed-faster side's speed-up."""
+    points = []
+    for cell in verdict.per_batch:
+        if cell.change is not None:
+            s = claimed_speedup(cell.change, verdict.claim)
+            points.append(ClaimPoint(cell.batch, 100 * s.change, 100 * s.low, 100 * s.high, cell.word, cell.host_bound))
+    return points
+
+
+def claim_limits(claim, points: Sequence[ClaimPoint]) -> tuple[float, float]:
+    """A panel's y range: 0, the claimed range and the steady points' intervals, padded; an
+    unsteady point cannot stretch it (it is clipped to the edge instead)."""
+    top = 100 * (claim.high if claim.high is not None else claim.low * 2)
+    values = [0.0, 100 * claim.low, top] + [v for p in points if p.steady for v in (p.low, p.high)]
+    low, high = min(values), max(values)
+    pad = max(2.0, 0.12 * (high - low))
+    return low - pad, high + pad
+
+
+# verdict -> (marker, filled): a conclusive verdict filled, an open question hollow
+VERDICT_MARKERS = {
+    Word.CONSISTENT: ("o", True),
+    Word.STRONGER: ("^", True),
+    Word.WEAKER: ("v", True),
+    Word.NO_DIFFERENCE: ("s", True),
+    Word.CONTRADICTED: ("X", True),
+    Word.UNRESOLVED: ("o", False),
+    Word.INCONCLUSIVE: ("D", False),
+}
+MODE_OFFSETS = {"train": 0.96, "infer": 1.04}  # on the log2 batch axis, so that the modes' points sit apart
+
+
+def draw_claim(axis, found: list[tuple[Report, Verdict]], executions: list[str]) -> None:
+    """One claim on one setting: each mode's claimed-side speed-up across per-core batches, the
+    claimed range shaded, each point's verdict by its marker, unsteady points clipped and marked."""
+    claim = found[0][1].claim
+    points = {id(v): claim_points(v) for _, v in found}
+    low, high = claim_limits(claim, [p for ps in points.values() for p in ps])
+    axis.axhspan(100 * claim.low, 100 * claim.high if claim.high is not None else high, color="tab:green", alpha=0.12)
+    axis.axhline(0, color="black", linewidth=0.8)
+    for report, verdict in found:
+        colour = MODE_COLOURS.get(verdict.mode, "tab:gray")
+        style = EXECUTION_STYLES[executions.index(report.execution) % len(EXECUTION_STYLES)]
+        shown = points[id(verdict)]
+        xs = [p.batch * MODE_OFFSETS.get(verdict.mode, 1.0) for p in shown]
+        ys = [min(max(p.speedup, low), high) for p in shown]
+        # the line joins steady points only: a clipped one would draw a zigzag of no meaning
+        axis.plot(xs, [y if p.steady else math.nan for y, p in zip(ys, shown)], style, color=colour, linewidth=1.2)
+        for x, y, p in zip(xs, ys, shown):
+            if math.isfinite(p.low):
+                axis.vlines(x, max(p.low, low), min(p.high, high), color=colour, linewidth=1.5)
+            marker, filled = VERDICT_MARKERS.get(p.word, ("o", False))
+            face = colour if filled else "white"
+            axis.scatter(x, y, marker=marker, s=46, zorder=3, edgecolors=colour, facecolors=face)
+            # what lies beyond the axis (NaN ends compare False): a mark at the edge
+            for edge, beyond, arrow in (
+                (high, max(p.speedup, p.high) > high, "^"),
+                (low, min(p.speedup, p.low) < low, "v"),
+            ):
+                if beyond:
+                    axis.scatter(x, edge, marker=arrow, s=22, color=colour, clip_on=False, zorder=4)
+            if p.host_bound:
+                axis.annotate("†", (x, y), xytext=(4, 4), textcoords="offset points", fontsize=9, color=colour)
+    axis.set_ylim(low, high)
+    batches = sorted({p.batch for ps in points.values() for p in ps})
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(batches, [str(b) for b in batches])
+    axis.set_xlim(batches[0] / 1.4, batches[-1] * 1.4)
+    axis.minorticks_off()
+    side = found[0][1].variant if claim.faster == "variant" else "baseline"
+    axis.set(xlabel="per-core batch size", ylabel=f"speed-up of the {side} (%)")
+    text = "\n".join(textwrap.wrap(claim.text, 56, max_lines=2, placeholder=" [...]"))
+    axis.set_title(f"{text}\n{found[0][1].setting}", fontsize=9)
+
+
+def figure_legend(fig, modes: Sequence[str], executions: list[str]) -> None:
+    """One legend for every panel: modes, execution styles, verdict markers, the marks."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color=MODE_COLOURS.get(m, "tab:gray"), label=m) for m in modes]
+    if len(executions) > 1:
+        styles = enumerate(executions)
+        handles += [Line2D([], [], color="black", linestyle=EXECUTION_STYLES[i % 4], label=e) for i, e in styles]
+    for word, (marker, filled) in VERDICT_MARKERS.items():
+        face = "black" if filled else "white"
+        handles.append(
+            Line2D([], [], linestyle="", marker=marker, color="black", markerfacecolor=face, label=word.value)
+        )
+    handles += [
+        Patch(color="tab:green", alpha=0.12, label="claimed range"),
+        Line2D([], [], linestyle="", marker="^", color="gray", label="clipped: beyond the axis"),
+        Line2D([], [], linestyle="", marker="$†$", color="gray", label="host-bound"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8, frameon=False)
 
 
 # --plot writes the format its suffix names
@@ -532,10 +643,9 @@ def plot(reports: Sequence[Report], path: Path) -> None:
 
 
 def figure(reports: Sequence[Report]):
-    """The decision figure: for each claim and setting, the variant's change against its baseline
-    across per-core batch sizes with its 95% interval as a band and the claimed range shaded
-    (train and infer in colour, execution modes by line style); then top-1 against throughput.
-    The suite, hardware, dtype, commits and days are written on it."""
+    """The decision figure: a panel per claim and setting, the claimed-faster side's speed-up
+    across per-core batch sizes (up = the claim holds), then top-1 against throughput. The suite,
+    hardware, dtype, and the commits and days where the rows name them, are in its title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -543,53 +653,26 @@ def figure(reports: Sequence[Report]):
 
     panels = claim_panels(reports)
     executions = list(dict.fromkeys(r.execution for r in reports))
-    columns = max(1, min(3, len(panels)))
-    rows = -(-len(panels) // columns) + 1
-    fig = plt.figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
+    # top-1 against speed, for the modes where a row has an accuracy recorded
+    shown = [r for r in reports if r.execution == executions[0]]  # the first execution's
+    modes = [
+        m for m in (reports[0].modes if reports else ()) if any(accuracy_point(r, x, m) for r in shown for x in r.lines)
+    ]
+    columns = max(1, min(3, len(panels)), len(modes))
+    rows = -(-len(panels) // columns) + bool(modes)
+    fig = plt.figure(figsize=(4.6 * columns, 3.4 * rows + 0.8), layout="constrained")
     grid = fig.add_gridspec(rows, columns)
-    for index, ((_, _, setting), found) in enumerate(panels.items()):
-        axis = fig.add_subplot(grid[index // columns, index % columns])
-        axis.axhline(0, color="black", linewidth=0.8)
-        for report, verdict in found:
-            style = EXECUTION_STYLES[executions.index(report.execution) % len(EXECUTION_STYLES)]
-            measured = [c for c in verdict.per_batch if c.change is not None]
-            batches = [c.batch for c in measured]
-            change = np.array([c.change.change * 100 for c in measured])
-            below = np.nan_to_num([(c.change.change - c.change.low) * 100 for c in measured])
-            above = np.nan_to_num([(c.change.high - c.change.change) * 100 for c in measured])
-            colour = MODE_COLOURS.get(verdict.mode, "tab:gray")
-            label = f"{verdict.mode}, {report.execution}: {summary_text(verdict, report.batch_sizes)}"
-            axis.errorbar(
-                batches, change, yerr=[below, above], fmt=style, marker="o", color=colour, capsize=3, label=label
-            )
-            axis.fill_between(batches, change - below, change + above, color=colour, alpha=0.12)
-        limits = axis.get_ylim()
-        claim = found[0][1].claim
-        low, high = claimed_band(claim, limits)
-        axis.axhspan(low, high, color="tab:green", alpha=0.12, label="claimed")
-        axis.set_ylim(min(limits[0], low - 2), max(limits[1], high + 2))
-        shown = sorted({c.batch for _, v in found for c in v.per_batch if c.change is not None})
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(shown, [str(b) for b in shown])
-        axis.minorticks_off()
-        axis.set(
-            xlabel="per-core batch size",
-            ylabel=f"{found[0][1].variant} vs baseline (%)",
-            title=f"{found[0][1].variant} ({claimed_change(claim)} claimed), {setting}",
-        )
-        axis.title.set_fontsize(10)
-        axis.legend(fontsize=7, loc="best")
-    for offset, mode in enumerate(reports[0].modes if reports else ()):
-        axis = fig.add_subplot(grid[rows - 1, offset % columns])
-        accuracy_panel(axis, [r for r in reports if r.execution == executions[0]], mode)
+    for index, found in enumerate(panels.values()):
+        draw_claim(fig.add_subplot(grid[index // columns, index % columns]), found, executions)
+    for offset, mode in enumerate(modes):
+        accuracy_panel(fig.add_subplot(grid[rows - 1, offset % columns]), shown, mode)
+    figure_legend(fig, list(dict.fromkeys(v.mode for found in panels.values() for _, v in found)), executions)
     first = reports[0]
-    commits = ", ".join(dict.fromkeys(c for r in reports for c in r.commits))
+    commits = [c for c in dict.fromkeys(c for r in reports for c in r.commits) if c != "unknown"]
     days = " to ".join(dict.fromkeys(d for r in reports for d in r.dates))
-    fig.suptitle(
-        f"{first.suite} on {first.device_name} ({first.dtype}, torch {first.torch}): coatbench commits {commits}; "
-        f"measured {days}",
-        fontsize=10,
-    )
+    made = (f"coatbench {', '.join(commits)}, " if commits else "") + (f"measured {days}" if days else "")
+    heading = f"{first.suite} on {first.device_name} ({first.dtype}, torch {first.torch})"
+    fig.suptitle(heading + (f": {made}" if made else ""), fontsize=10)
     return fig
 
 
