@@ -230,11 +230,17 @@ def test_rows_without_samples_or_hardware_are_refused_in_one_line(cli, tmp_path)
 
 @pytest.mark.slow
 def test_ab_runs_each_revision_from_its_own_tree_interleaved(cli, tmp_path):
-    """Revision B measures one setting more than A: only B's tree can have produced those rows.
-    Whether anything regressed depends on the machine's noise, so the verdicts are not asserted
-    here (`python benchmarks/guard_check.py` runs a real A/A and an injected slowdown)."""
+    """Revision B measures one setting more than A, a model of the repository's own (a factory in
+    its tree, as a user's module is): only B's tree can have produced those rows. Whether
+    anything regressed depends on the machine's noise, so the verdicts are not asserted here
+    (`python benchmarks/guard_check.py` runs a real A/A and an injected slowdown)."""
     repo = tmp_path / "repo"
     shutil.copytree(Path(__file__).resolve().parents[1] / "coatbench", repo / "coatbench")
+    (repo / "mynets.py").write_text(
+        "from torch import nn\n\n\ndef tiny():\n"
+        "    layers = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)\n"
+        "    return nn.Sequential(*layers)\n"
+    )
 
     def git(*a):
         return subprocess.run(
@@ -249,16 +255,16 @@ def test_ab_runs_each_revision_from_its_own_tree_interleaved(cli, tmp_path):
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "A")
-    suite.write_text(f"{head}rows = [\n{rows}  {tiny}, rel_attn = false }},\n]\n")
+    suite.write_text(f'{head}rows = [\n{rows}  {{ label = "mine", model = "mynets:tiny" }},\n]\n')
     git("commit", "-qam", "B: one row more")
     quick = ["--rounds", "2", "--device", "cpu", "--max-time", "1", "--format", "markdown"]  # 1 s timed a cell, not 6
     result = cli("ab", "HEAD~1", "HEAD", "ci-cpu", *quick, cwd=repo)
     assert result.returncode in (0, 1), result.stderr
     assert result.stderr.splitlines() == ["round 1/2: A", "round 1/2: B", "round 2/2: B", "round 2/2: A"]
-    cells = [line for line in result.stdout.splitlines() if line.startswith("| coatnet-0")]
+    cells = [line for line in result.stdout.splitlines() if line.startswith(("| coatnet-0", "| mynets:tiny"))]
     assert len(cells) == 8, result.stdout  # 4 rows x train, infer
     only_b = [line for line in cells if "missing in the baseline" in line]
-    assert len(only_b) == 2 and all("rel" in line for line in only_b), result.stdout
+    assert len(only_b) == 2 and all(line.startswith("| mynets:tiny") for line in only_b), result.stdout
     compared = [line.split("|") for line in cells if line not in only_b]
     assert {c[2].strip() for c in compared} <= {"unchanged", "improved", "regressed", "inconclusive"}, result.stdout
     assert {c[7].strip() for c in compared} == {"2/2"}, result.stdout  # one run per round and side, not pooled
