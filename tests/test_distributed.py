@@ -207,6 +207,21 @@ def test_one_device_cells_of_a_sweep_on_several_devices_are_timed_in_blocks_as_l
     assert short.budget.block_time == pytest.approx(1.0 / short.budget.min_samples)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to give a process one")
+def test_a_ranks_threads_are_a_share_of_the_cpus_it_may_run_on():
+    """Not of the host's: a process confined to one CPU (taskset, a container) gets one thread a
+    rank; with the host's count two agents on one host ran their ranks 10x slower."""
+    from coatbench.measure.distributed import threads_per_rank
+
+    cpus = os.sched_getaffinity(0)
+    assert threads_per_rank(1) == len(cpus) and threads_per_rank(len(cpus)) == 1
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        assert threads_per_rank(1) == 1
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 def test_the_table8_report_shows_e_for_each_row_on_several_devices(tmp_path):
     from coatbench.accuracy import Accuracies
     from coatbench.report import build_reports
